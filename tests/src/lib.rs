@@ -1,1 +1,189 @@
-//! The conformance suite.
+//! The conformance suite's machinery: start a step, talk to it in raw bytes, check what the
+//! protocol promises.
+//!
+//! The tests themselves are in `tests/conformance.rs`: one macro invocation per step turns
+//! every check below into a `#[test]` for that step, so all steps are held to exactly the same
+//! protocol. The checks speak plain blocking `std::net` so that nothing in the test shares
+//! code with the server under test.
+//!
+//! Timeouts here are safety nets, never assertions: a check waits up to [`PATIENCE`] for an
+//! answer that should come in microseconds, and only fails if it never comes.
+
+pub mod checks;
+pub mod child;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use shared::{Config, Server};
+
+/// How long a check waits for one answer before it declares the server stuck.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Starts step `S` in this process on a free loopback port and returns its address.
+///
+/// The server is bound on its own thread (a step need not be `Send`) and serves until the
+/// test process exits.
+///
+/// # Panics
+///
+/// When the step cannot bind: every check needs a server.
+pub fn start<S: Server + 'static>() -> SocketAddr {
+    let (bound, address) = mpsc::channel();
+    thread::Builder::new()
+        .name("server-under-test".into())
+        .spawn(move || {
+            let server = match S::bind(&Config::ephemeral(), &S::Options::default()) {
+                Ok(server) => server,
+                Err(error) => {
+                    let _ = bound.send(Err(error));
+                    return;
+                }
+            };
+            let _ = bound.send(Ok(server.local_addr()));
+            if let Err(error) = server.run() {
+                panic!("the server under test stopped: {error}");
+            }
+        })
+        .expect("spawning a thread at test start");
+    address
+        .recv()
+        .expect("the server thread reports its address before anything else")
+        .unwrap_or_else(|error| panic!("the step could not bind: {error}"))
+}
+
+/// One client connection speaking the protocol, with a safety-net read timeout.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects to `addr`.
+    ///
+    /// # Panics
+    ///
+    /// When the connection is refused: the server under test is not listening.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(PATIENCE))
+            .expect("setting a timeout on a fresh socket");
+        // Every write goes out at once, so "one byte at a time" really is one segment a byte.
+        stream
+            .set_nodelay(true)
+            .expect("setting TCP_NODELAY on a fresh socket");
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// The underlying socket.
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    /// Writes `bytes` in one `write_all`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .expect("writing a request");
+    }
+
+    /// Reads one answer line and returns it without its `\n`.
+    ///
+    /// # Panics
+    ///
+    /// When the server closes the connection or does not answer within [`PATIENCE`].
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the server closed the connection instead of answering"),
+            Ok(_) => {}
+            Err(e) => panic!("no answer from the server: {e}"),
+        }
+        assert!(
+            line.ends_with('\n'),
+            "answer {line:?} does not end with a newline"
+        );
+        line.pop();
+        line
+    }
+
+    /// Sends `request` (a `\n` is added) and returns the answer line.
+    pub fn ask(&mut self, request: &str) -> String {
+        self.send(format!("{request}\n").as_bytes());
+        self.line()
+    }
+
+    /// Ends our side of the connection (the server sees end of input).
+    pub fn half_close(&mut self) {
+        self.stream()
+            .shutdown(Shutdown::Write)
+            .expect("shutting down the write side");
+    }
+
+    /// Reads until the server closes the connection and returns everything it sent.
+    pub fn read_to_close(&mut self) -> String {
+        let mut rest = String::new();
+        self.reader
+            .read_to_string(&mut rest)
+            .unwrap_or_else(|e| panic!("waiting for the server to close: {e} (got {rest:?})"));
+        rest
+    }
+
+    /// Whether an answer is already waiting to be read, without waiting for one.
+    pub fn has_answer_waiting(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = self.reader.get_ref();
+        stream
+            .set_nonblocking(true)
+            .expect("switching to non-blocking");
+        let mut byte = [0u8; 1];
+        let waiting = match stream.peek(&mut byte) {
+            Ok(n) => n > 0,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("peeking at the connection: {e}"),
+        };
+        stream
+            .set_nonblocking(false)
+            .expect("switching back to blocking");
+        waiting
+    }
+
+    /// Closes the connection with a reset (SO_LINGER 0) instead of a normal close: what a
+    /// crashing client or a middlebox timing out looks like to the server.
+    pub fn reset(self) {
+        let stream = self.reader.into_inner();
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// The answer line the protocol expects for `fib(n)`.
+pub fn expected(n: u32) -> String {
+    shared::fib::fib(n).to_string()
+}
+
+/// Raises this process's soft limit on open files to its hard limit, for the checks that
+/// open thousands of connections. Returns the new limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we pass, which lives for the whole call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit only reads the rlimit we pass; raising the soft limit up to the hard
+    // limit is always permitted.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    limit.rlim_cur as u64
+}

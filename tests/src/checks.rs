@@ -1,0 +1,249 @@
+//! Every check of the suite, as a function of the server's address. `tests/conformance.rs`
+//! turns each into a `#[test]` per step.
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use shared::protocol::{MAX_LINE, ProtocolError};
+
+use crate::child::ChildServer;
+use crate::{Client, expected};
+
+/// fib(0) to fib(20), one request at a time on one connection.
+pub fn values_0_to_20(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    for n in 0..=20 {
+        assert_eq!(client.ask(&n.to_string()), expected(n), "fib({n})");
+    }
+}
+
+/// A `\r` before the `\n` is ignored.
+pub fn crlf(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    assert_eq!(client.ask("10\r"), "55");
+    client.send(b"11\r\n12\r\n");
+    assert_eq!((client.line(), client.line()), ("89".into(), "144".into()));
+}
+
+/// Spaces and tabs around the number are ignored.
+pub fn blanks(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    assert_eq!(client.ask("  7"), "13");
+    assert_eq!(client.ask("7\t "), "13");
+    assert_eq!(client.ask(" \t 7 \t \r"), "13");
+}
+
+/// 1000 requests in one write come back in order.
+pub fn pipelined_1000(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    let requests: String = (0..1000).map(|i| format!("{}\n", i % 23)).collect();
+    client.send(requests.as_bytes());
+    for i in 0..1000 {
+        assert_eq!(client.line(), expected(i % 23), "answer {i}");
+    }
+}
+
+/// A request sent one byte per write (one TCP segment each) is still one request.
+pub fn one_byte_at_a_time(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    for byte in b" 20\r\n".iter().chain(b"3\n") {
+        client.send(&[*byte]);
+        // Give the server a chance to read each byte on its own, so it really sees them
+        // split; correctness does not depend on it.
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!((client.line(), client.line()), (expected(20), expected(3)));
+}
+
+/// Every bad input of the protocol gets its error, and the same connection then answers a
+/// good request.
+pub fn bad_inputs_then_good(addr: SocketAddr) {
+    let too_large = ProtocolError::TooLarge { max_n: 45 };
+    let cases: &[(&[u8], ProtocolError)] = &[
+        (b"abc", ProtocolError::NotANumber),
+        (b"-3", ProtocolError::Negative),
+        (b"1.5", ProtocolError::NotWhole),
+        (b"12abc", ProtocolError::NotANumber),
+        (b"", ProtocolError::Empty),
+        (b" \t ", ProtocolError::Empty),
+        (b"\xc3\x28", ProtocolError::InvalidUtf8),
+        (b"46", too_large),
+        (b"100000000000000000000000000000000000000000", too_large),
+    ];
+    let mut client = Client::connect(addr);
+    for (bad, error) in cases {
+        let mut request = bad.to_vec();
+        request.extend_from_slice(b"\n9\n");
+        client.send(&request);
+        assert_eq!(
+            client.line(),
+            format!("error: {error}"),
+            "answer to {bad:?}"
+        );
+        assert_eq!(client.line(), expected(9), "the request after {bad:?}");
+    }
+}
+
+/// Lines of 63 and 64 bytes are served; 65 bytes get `error: line too long` and a close.
+pub fn line_limit(addr: SocketAddr) {
+    let padded = |len: usize| format!("{:>len$}\n", "9");
+    let mut client = Client::connect(addr);
+    assert_eq!(client.ask(padded(63).trim_end_matches('\n')), expected(9));
+    assert_eq!(
+        client.ask(padded(MAX_LINE).trim_end_matches('\n')),
+        expected(9)
+    );
+    client.send(format!("3\n{}", padded(MAX_LINE + 1)).as_bytes());
+    assert_eq!(
+        client.line(),
+        expected(3),
+        "the request before the long line"
+    );
+    assert_eq!(client.line(), "error: line too long");
+    assert_eq!(
+        client.read_to_close(),
+        "",
+        "the connection closes after a line too long"
+    );
+
+    // A long line needs no newline to be refused: the server must not wait for one.
+    let mut client = Client::connect(addr);
+    client.send(&[b'7'; 200]);
+    assert_eq!(client.line(), "error: line too long");
+    assert_eq!(client.read_to_close(), "");
+}
+
+/// After a half-close, every complete line is answered, then the server closes; bytes after
+/// the last `\n` are ignored.
+pub fn half_close(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    client.send(b"1\n2\n10\n15");
+    client.half_close();
+    assert_eq!(client.read_to_close(), format!("1\n1\n{}\n", expected(10)));
+}
+
+/// 200 clients leave rudely (mid-request, by reset, before reading their answer); the
+/// server still answers the next client.
+pub fn vanishing_clients(addr: SocketAddr) {
+    for i in 0..200 {
+        let mut client = Client::connect(addr);
+        match i % 4 {
+            0 => client.send(b"12"),
+            1 => {
+                client.send(b"3");
+                client.reset();
+            }
+            2 => {
+                client.send(&b"25\n".repeat(50));
+                client.reset();
+            }
+            _ => {
+                client.send(b"5\n6\n7");
+                client.half_close();
+            }
+        }
+    }
+    let mut client = Client::connect(addr);
+    assert_eq!(client.ask("20"), expected(20));
+}
+
+/// `count` connections open at once, each with a request in flight, are all answered.
+pub fn concurrent_connections(addr: SocketAddr, count: usize) {
+    crate::raise_fd_limit();
+    let mut clients: Vec<Client> = (0..count).map(|_| Client::connect(addr)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(format!("{}\n", i % 20).as_bytes());
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.line(), expected((i % 20) as u32), "connection {i}");
+    }
+}
+
+/// While one connection's fib(42) computes, another connection's fib(1) is answered.
+///
+/// fib(42) takes about a second of CPU, while the fast round trip takes microseconds, so the
+/// fast answer arriving first is what any step that keeps serving during CPU work does. A
+/// step that computes on its only thread answers the slow request first.
+pub fn fast_while_slow(addr: SocketAddr) {
+    let mut slow = Client::connect(addr);
+    slow.send(b"42\n");
+    let mut fast = Client::connect(addr);
+    for _ in 0..3 {
+        assert_eq!(fast.ask("1"), "1");
+    }
+    assert!(
+        !slow.has_answer_waiting(),
+        "fib(42) was answered before three fast requests on another connection"
+    );
+    assert_eq!(slow.line(), expected(42));
+}
+
+/// A server that runs out of file descriptors keeps serving its open connections, does not
+/// spin on its readable listener, and accepts again when descriptors are free.
+pub fn out_of_fds(step: &str) {
+    // With 64 descriptors a server holds a few dozen connections (the rest of its
+    // descriptors are stdio, its listener, its poller). 100 clients are sure to exceed that;
+    // the 30 kept at the end (plus `first`) are sure to fit.
+    const LIMIT: u64 = 64;
+    const CLIENTS: usize = 100;
+    const KEPT: usize = 30;
+    let server = ChildServer::start(step, Some(LIMIT));
+    let mut first = Client::connect(server.addr);
+    assert_eq!(first.ask("5"), "5", "the first connection is served");
+
+    // More connections than the server has descriptors: the kernel completes every
+    // handshake (they wait in the listen backlog), the server can accept only some.
+    let mut others: Vec<Client> = (0..CLIENTS).map(|_| Client::connect(server.addr)).collect();
+    for client in &mut others {
+        client.send(b"6\n");
+    }
+    // Let the server hit the limit, then measure its CPU time for a while. Spinning on the
+    // readable listener uses a whole core; backing off uses next to nothing. The bound is
+    // generous (a fifth of the wall time) so a busy machine cannot make it fail; it only
+    // lets a spinning server pass if that server got less than a fifth of a core.
+    thread::sleep(Duration::from_millis(200));
+    if let Some(before) = server.cpu_ticks() {
+        let window = Duration::from_millis(500);
+        thread::sleep(window);
+        let used = server.cpu_ticks().expect("/proc answered a moment ago") - before;
+        let ticks_in_window = 50; // /proc counts in clock ticks of 10 ms
+        assert!(
+            used * 5 < ticks_in_window,
+            "the server used {used} ticks of CPU in {window:?} while out of descriptors: \
+             it is spinning on accept"
+        );
+    }
+    assert_eq!(first.ask("7"), "13", "open connections are still served");
+
+    // Free descriptors: close all but the last KEPT clients. Those must now be accepted
+    // and answered.
+    let survivors = others.split_off(CLIENTS - KEPT);
+    drop(others);
+    for (i, mut client) in survivors.into_iter().enumerate() {
+        assert_eq!(
+            client.line(),
+            "8",
+            "waiting client {i} is served once descriptors are free"
+        );
+    }
+}
+
+/// 10,000 idle connections, then every one of them is answered. The server runs in a child
+/// process so that each side has its own descriptor table.
+pub fn ten_thousand_idle(step: &str) {
+    const IDLE: usize = 10_000;
+    let limit = crate::raise_fd_limit();
+    assert!(
+        limit as usize > IDLE + 100,
+        "this check needs an open-file limit above {IDLE}; the hard limit is {limit}"
+    );
+    let server = ChildServer::start(step, Some(limit));
+    let mut clients: Vec<Client> = (0..IDLE).map(|_| Client::connect(server.addr)).collect();
+    for client in &mut clients {
+        client.send(b"1\n");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.line(), "1", "idle connection {i}");
+    }
+}

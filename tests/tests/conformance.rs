@@ -1,0 +1,78 @@
+//! The conformance suite: every check of `conformance::checks`, run against every step.
+//!
+//! A step joins with one line at the bottom: `suite!(stepNN: features);`, where the features
+//! say which checks beyond the protocol basics apply:
+//!
+//! - `concurrent`: serves many connections at once (200 open connections all answered);
+//! - `thousands`: 2,000 concurrent connections, and an ignored 10,000-idle check
+//!   (`cargo test -p conformance -- --ignored ten_thousand`);
+//! - `fast_while_slow`: keeps answering fast requests while fib(42) computes elsewhere;
+//! - `out_of_fds`: keeps serving and stops spinning when accept runs out of descriptors.
+//!
+//! Run one step's checks with `cargo test -p conformance step03::`.
+
+/// Generates a module named after the step with one `#[test]` per check.
+macro_rules! suite {
+    ($step:ident : $($feature:ident),* $(,)?) => {
+        mod $step {
+            use conformance::checks;
+
+            fn start() -> std::net::SocketAddr {
+                conformance::start::<::$step::Server>()
+            }
+
+            #[test]
+            fn values_0_to_20() { checks::values_0_to_20(start()) }
+            #[test]
+            fn crlf() { checks::crlf(start()) }
+            #[test]
+            fn blanks() { checks::blanks(start()) }
+            #[test]
+            fn pipelined_1000() { checks::pipelined_1000(start()) }
+            #[test]
+            fn one_byte_at_a_time() { checks::one_byte_at_a_time(start()) }
+            #[test]
+            fn bad_inputs_then_good() { checks::bad_inputs_then_good(start()) }
+            #[test]
+            fn line_limit() { checks::line_limit(start()) }
+            #[test]
+            fn half_close() { checks::half_close(start()) }
+            #[test]
+            fn vanishing_clients() { checks::vanishing_clients(start()) }
+
+            /// Not a check: the entry point of the child process that `out_of_fds` and
+            /// `ten_thousand_idle` start (see `conformance::child`). It returns at once
+            /// unless this process was started as that child.
+            #[test]
+            #[ignore = "entry point of a child server process, started by other checks"]
+            fn child_process_entry() {
+                conformance::child::child_entry::<::$step::Server>(stringify!($step));
+            }
+
+            $( suite!(@feature $step $feature); )*
+        }
+    };
+
+    (@feature $step:ident concurrent) => {
+        #[test]
+        fn concurrent_200() { checks::concurrent_connections(start(), 200) }
+    };
+    (@feature $step:ident thousands) => {
+        #[test]
+        fn concurrent_2000() { checks::concurrent_connections(start(), 2000) }
+        #[test]
+        #[ignore = "opens 10,000 connections: run with --ignored"]
+        fn ten_thousand_idle() { checks::ten_thousand_idle(stringify!($step)) }
+    };
+    (@feature $step:ident fast_while_slow) => {
+        #[test]
+        fn fast_while_slow() { checks::fast_while_slow(start()) }
+    };
+    (@feature $step:ident out_of_fds) => {
+        #[test]
+        fn out_of_fds() { checks::out_of_fds(stringify!($step)) }
+    };
+}
+
+suite!(step01:);
+suite!(step02: concurrent, fast_while_slow, out_of_fds);
