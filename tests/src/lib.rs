@@ -185,5 +185,8 @@ pub fn raise_fd_limit() -> u64 {
     // SAFETY: setrlimit only reads the rlimit we pass; raising the soft limit up to the hard
     // limit is always permitted.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    limit.rlim_cur as u64
+    // rlim_t is u64 on Linux and macOS, but the cast keeps this portable.
+    #[allow(clippy::unnecessary_cast)]
+    let raised = limit.rlim_cur as u64;
+    raised
 }
