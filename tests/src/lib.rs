@@ -9,6 +9,7 @@
 //! Timeouts here are safety nets, never assertions: a check waits up to [`PATIENCE`] for an
 //! answer that should come in microseconds, and only fails if it never comes.
 
+pub mod bench;
 pub mod checks;
 pub mod child;
 
