@@ -1,0 +1,76 @@
+//! `cargo run -p clients --bin fast -- --help`. The client itself is the library's `fast`
+//! module; this file is its command line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clients::cli::{Target, fail, stop_on_ctrl_c};
+use clients::{FastConfig, run_fast};
+
+/// Loads a fib server with tiny requests and measures how many it answers per second.
+///
+/// Opens --conns connections and sends each one small request (`1\n`: fib(1) costs the
+/// server nothing, so what is measured is its cost per request: system calls, wake-ups,
+/// scheduling). Each connection keeps --depth requests in flight: it writes them in one
+/// write and sends the next batch when all their answers are in. Every answer is checked.
+///
+/// Prints the requests per second every second and, at the end (--secs, --count or
+/// Ctrl-C), the total rate, the latency percentiles (p50, p99, p99.9 in microseconds, from
+/// the write of a batch to the read of each answer) and how many connections were
+/// "starved": got no answer at all, as with a server that serves one connection at a time.
+///
+/// All connections are driven by one thread with a readiness loop, to leave the CPU to the
+/// server being measured.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fast",
+    after_help = "Try it: `cargo run -p step02` in one terminal, then \
+                  `cargo run -p clients --bin fast -- --conns 64 --secs 5` in another."
+)]
+struct Cli {
+    #[command(flatten)]
+    target: Target,
+
+    /// How many connections to open
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    conns: u32,
+
+    /// Requests in flight per connection, written in one write (16: "pipelined" in the
+    /// results table)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    depth: u32,
+
+    /// The n of every request; above the server's --max-n (45 by default) every answer is
+    /// an error, and the client stops with the server's message
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=93))]
+    n: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stop = stop_on_ctrl_c("fast");
+    let config = FastConfig {
+        addr: cli.target.addr,
+        // u32 -> usize is lossless on every platform this runs on (32 bits or more).
+        conns: cli.conns as usize,
+        depth: cli.depth as usize,
+        n: cli.n,
+        duration: cli.target.secs,
+        count: cli.target.count,
+    };
+    println!(
+        "fast: fib({}) on {} connection{} to {}, {} in flight each; Ctrl-C stops",
+        config.n,
+        config.conns,
+        if config.conns == 1 { "" } else { "s" },
+        config.addr,
+        config.depth,
+    );
+    match run_fast(&config, &stop, &mut |second| println!("{second}")) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail("fast", &error),
+    }
+}

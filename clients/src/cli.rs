@@ -1,0 +1,101 @@
+//! What the `fast` and `slow` binaries share: the address and stop flags, and Ctrl-C.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use shared::cli::DEFAULT_ADDR;
+
+use crate::error::ClientError;
+
+/// Where to connect and when to stop.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// Address of the server to load (a running step)
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+
+    /// Stop after S seconds (fractions allowed, e.g. 0.5). Without --secs or --count, run
+    /// until Ctrl-C. Either way the summary is printed at the end
+    #[arg(long, value_name = "S", value_parser = parse_secs)]
+    pub secs: Option<Duration>,
+
+    /// Stop after C answers in total, over all connections
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// [`DEFAULT_ADDR`] as an address.
+pub fn default_addr() -> SocketAddr {
+    DEFAULT_ADDR
+        .parse()
+        .expect("DEFAULT_ADDR is a valid socket address")
+}
+
+/// Parses `--secs`: a positive number of seconds, fractions allowed.
+///
+/// # Errors
+///
+/// A message for clap when the text is not a positive, finite number.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    // NaN compares false with everything, so it is refused here too.
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be more than 0 seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` seconds is too long"))
+}
+
+/// A stop flag that Ctrl-C sets, so the client stops and prints its summary. A second
+/// Ctrl-C exits at once, for when the first seems not to work.
+///
+/// If the handler cannot be installed the client still runs; it says so on stderr, and Ctrl-C
+/// then ends it without a summary.
+pub fn stop_on_ctrl_c(program: &str) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            // 128 + SIGINT, what a shell reports for a process ended by Ctrl-C.
+            std::process::exit(130);
+        }
+    });
+    if let Err(error) = installed {
+        eprintln!("{program}: Ctrl-C will not print a summary: {error}");
+    }
+    stop
+}
+
+/// Prints `program: error` as one line on stderr and returns the failure exit code.
+pub fn fail(program: &str, error: &ClientError) -> ExitCode {
+    eprintln!("{program}: {error}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_may_be_fractional() {
+        assert_eq!(parse_secs("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn nonsense_seconds_are_refused() {
+        for bad in ["0", "-1", "abc", "NaN", "inf", "1e300"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_address_parses() {
+        assert_eq!(default_addr().port(), 25000);
+    }
+}

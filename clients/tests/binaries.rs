@@ -1,0 +1,93 @@
+//! The `fast` and `slow` programs as a user runs them: output, exit code, one-line errors.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+
+fn run(program: &str, addr: SocketAddr, args: &[&str]) -> Output {
+    let path = match program {
+        "fast" => env!("CARGO_BIN_EXE_fast"),
+        _ => env!("CARGO_BIN_EXE_slow"),
+    };
+    Command::new(path)
+        .arg("--addr")
+        .arg(addr.to_string())
+        .args(args)
+        .output()
+        .expect("the test can start the client it was built with")
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("the clients print UTF-8")
+}
+
+#[test]
+fn nothing_listening_is_one_line_on_stderr_and_a_failure() {
+    let addr = common::closed_port();
+    for program in ["fast", "slow"] {
+        let output = run(program, addr, &["--secs", "1"]);
+        assert!(!output.status.success(), "{program}: {:?}", output.status);
+        assert_eq!(
+            text(&output.stderr),
+            format!(
+                "{program}: cannot connect to {addr}: connection refused \
+                 (is a step running? try: cargo run -p step01)\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn the_servers_error_is_one_line_on_stderr_and_a_failure() {
+    let addr = common::start_step02();
+    for program in ["fast", "slow"] {
+        let output = run(program, addr, &["--n", "50", "--count", "5"]);
+        assert!(!output.status.success(), "{program}: {:?}", output.status);
+        assert_eq!(
+            text(&output.stderr),
+            format!(
+                "{program}: the server answered the request 50 with an error: \
+                 n must be at most 45\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn fast_prints_a_summary() {
+    let addr = common::start_step02();
+    let output = run(
+        "fast",
+        addr,
+        &["--conns", "2", "--depth", "4", "--count", "400"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("answered 400 requests in "), "{stdout}");
+    assert!(stdout.contains("latency: p50 "), "{stdout}");
+    assert!(stdout.contains("starved: 0 of 2 connections"), "{stdout}");
+    assert_eq!(text(&output.stderr), "");
+}
+
+#[test]
+fn slow_prints_each_answer_and_a_summary() {
+    let addr = common::start_step02();
+    let output = run("slow", addr, &["--n", "20", "--count", "3"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.matches("fib(20) = 6765 in ").count(), 3, "{stdout}");
+    assert!(
+        stdout.contains("answered 3 requests for fib(20) in "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_explains_what_is_measured() {
+    for (program, words) in [("fast", "starved"), ("slow", "fib(40)")] {
+        let output = run(program, common::closed_port(), &["--help"]);
+        assert!(output.status.success());
+        assert!(text(&output.stdout).contains(words), "{program} --help");
+    }
+}

@@ -1,0 +1,90 @@
+//! Servers for the clients to talk to: a real step, and stand-ins that misbehave on purpose.
+
+// Each test binary uses some of these helpers, not all.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+
+use shared::Server as _;
+
+/// Starts step02 (a thread per connection) on a free port, in this process.
+pub fn start_step02() -> SocketAddr {
+    let server = step02::Server::bind(&shared::Config::ephemeral(), &Default::default())
+        .expect("binding port 0 on loopback");
+    let addr = server.local_addr();
+    thread::spawn(move || server.run());
+    addr
+}
+
+/// An address where nothing listens: a port the OS just handed out and took back.
+pub fn closed_port() -> SocketAddr {
+    let listener = loopback_listener();
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    drop(listener);
+    addr
+}
+
+/// A server that accepts every connection and never answers: the view a client has of a
+/// step busy serving somebody else.
+pub fn silent_server() -> SocketAddr {
+    serve_each(|stream| {
+        // Hold the connection open, reading and discarding, until the client leaves.
+        let mut sink = [0u8; 1024];
+        let mut stream = stream;
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    })
+}
+
+/// A listener that never accepts: connections wait in its backlog. Keep it alive for as long
+/// as the test needs the address.
+pub fn never_accepting_listener() -> (TcpListener, SocketAddr) {
+    let listener = loopback_listener();
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    (listener, addr)
+}
+
+/// A server that closes every connection as soon as it has accepted it.
+pub fn closing_server() -> SocketAddr {
+    serve_each(drop)
+}
+
+/// A server that answers every request line with `reply` instead of fib(n).
+pub fn lying_server(reply: &'static [u8]) -> SocketAddr {
+    serve_each(move |mut stream| {
+        let mut buffer = [0u8; 1024];
+        while let Ok(received) = stream.read(&mut buffer) {
+            if received == 0 {
+                return;
+            }
+            for _ in buffer[..received].iter().filter(|&&byte| byte == b'\n') {
+                if stream.write_all(reply).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Accepts connections forever on a free port, each handled by `handle` on its own thread.
+fn serve_each(handle: impl Fn(TcpStream) + Send + Sync + Copy + 'static) -> SocketAddr {
+    let listener = loopback_listener();
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || handle(stream));
+        }
+    });
+    addr
+}
+
+fn loopback_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("binding port 0 on loopback")
+}

@@ -1,0 +1,51 @@
+//! The slow client against a real server (step02, in-process). fib(20) keeps the tests
+//! quick; the client does not care how slow the request really is.
+
+mod common;
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use clients::{SlowAnswer, SlowConfig, run_slow};
+
+#[test]
+fn every_answer_is_reported_and_timed() {
+    let config = SlowConfig {
+        addr: common::start_step02(),
+        n: 20,
+        count: Some(5),
+        ..SlowConfig::default()
+    };
+    let seen = Mutex::new(Vec::new());
+    let report = run_slow(&config, &AtomicBool::new(false), &|answer: &SlowAnswer| {
+        seen.lock()
+            .expect("no panic while holding the lock")
+            .push(*answer);
+    })
+    .expect("step02 answers fib(20)");
+
+    assert_eq!(report.count(), 5);
+    assert_eq!(report.per_connection, [5]);
+    assert!(report.mean().is_some() && report.max() >= report.mean());
+    let seen = seen.into_inner().expect("no panic while holding the lock");
+    assert_eq!(seen.len(), 5);
+    for answer in seen {
+        assert_eq!((answer.connection, answer.n, answer.value), (1, 20, 6765));
+    }
+}
+
+#[test]
+fn two_clients_share_the_count() {
+    let config = SlowConfig {
+        addr: common::start_step02(),
+        conns: 2,
+        n: 20,
+        count: Some(6),
+        ..SlowConfig::default()
+    };
+    let report =
+        run_slow(&config, &AtomicBool::new(false), &|_| {}).expect("step02 answers fib(20)");
+    assert_eq!(report.count(), 6);
+    assert_eq!(report.per_connection.len(), 2);
+    assert_eq!(report.per_connection.iter().sum::<u64>(), 6);
+}
