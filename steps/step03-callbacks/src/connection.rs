@@ -1,0 +1,281 @@
+//! One client connection as a state machine, stepped forward by readiness callbacks.
+//!
+//! step01's `serve_connection` is a loop that blocks in `read` and `write_all`; where the
+//! thread is in that loop says what the connection is doing. A callback must not block, so
+//! it returns as soon as the socket has nothing more to give or take, and everything the loop
+//! kept in local variables, and in its position in the code, has to survive until the next
+//! callback: the buffers and a [`State`], stored in a [`Connection`].
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use shared::protocol::{self, Flow, LineBuffer};
+
+/// How many bytes of answers a connection may hold for a client that is not reading them.
+///
+/// Past this the connection stops reading requests (backpressure): the client's unread
+/// requests wait in the kernel's buffers, then its own writes block, as they should. Without
+/// a bound, a client that sends but never reads would make the server buffer answers until
+/// memory ran out; with one, it costs at most this much (and one more answer) per connection.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+// ANCHOR: state
+/// Where a connection is in its life. In step01 this was the line the thread was on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Reading requests and answering them.
+    Reading,
+    /// The answers reached [`OUTPUT_LIMIT`]: not reading until the client has taken them all.
+    /// Complete requests may still wait in the line buffer; they are answered on resuming.
+    Paused,
+    /// The client half-closed: send the remaining answers, then close.
+    Finishing,
+    /// A line was too long: send the remaining answers and the error, then shut down our side.
+    Rejecting,
+    /// Our side is shut down after the error. Discard what the client still sends until it
+    /// closes: closing a socket with unread input sends a reset, and a reset can destroy the
+    /// error answer before the client has read it.
+    Lingering,
+}
+// ANCHOR_END: state
+
+/// What the event loop should do with a connection after its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Keep it registered: it waits for the readiness it asked for.
+    Open,
+    /// Drop it: it is finished (or broken) and no longer registered.
+    Closed,
+}
+
+/// What one `read` brought.
+enum Received {
+    Bytes,
+    NothingYet,
+    EndOfInput,
+}
+
+/// A client connection: its socket, its buffers, its state.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    /// The key of this connection in the event loop's registry, and its token in the poll.
+    token: Token,
+    /// Bytes received, framed into request lines.
+    requests: LineBuffer,
+    /// Answers the socket has not taken yet.
+    answers: Vec<u8>,
+    state: State,
+    /// The readiness registered with the poll, so that it is changed only when it must be:
+    /// every change is a system call.
+    interest: Interest,
+}
+
+impl Connection {
+    /// Registers a freshly accepted stream with the poll under `token`.
+    ///
+    /// Requests that arrived before this call are not missed: registering reports the
+    /// readiness a socket already has.
+    ///
+    /// # Errors
+    ///
+    /// When the poll cannot watch one more socket; the stream is then dropped and closed.
+    pub fn register(mut stream: TcpStream, token: Token, registry: &Registry) -> io::Result<Self> {
+        registry.register(&mut stream, token, Interest::READABLE)?;
+        Ok(Connection {
+            stream,
+            token,
+            requests: LineBuffer::new(),
+            answers: Vec::new(),
+            state: State::Reading,
+            interest: Interest::READABLE,
+        })
+    }
+
+    // ANCHOR: on_ready
+    /// The callback for this connection's token: its socket became readable, writable, or
+    /// both (a reset or a hang-up shows up as readiness too, then as a failing read or write).
+    ///
+    /// It does not ask which readiness the event reported. It makes all the progress the
+    /// socket allows, and every operation stops at `WouldBlock`, so a spurious or stale event
+    /// costs a system call, never a blocked thread.
+    pub fn on_ready(&mut self, registry: &Registry, max_n: u32) -> Status {
+        let outcome = match self.advance(max_n) {
+            Ok(Status::Open) => self.update_interest(registry).map(|()| Status::Open),
+            other => other,
+        };
+        match outcome {
+            Ok(Status::Open) => Status::Open,
+            // Finished, or the client reset the connection or vanished: either way this ends
+            // only this connection, never the server.
+            Ok(Status::Closed) | Err(_) => {
+                // mio asks for a source to be deregistered before it is dropped (Linux would
+                // forget a closed socket by itself; not every system does).
+                let _ = registry.deregister(&mut self.stream);
+                Status::Closed
+            }
+        }
+    }
+    // ANCHOR_END: on_ready
+
+    // ANCHOR: advance
+    /// Moves from state to state for as long as the socket allows, and returns when the
+    /// connection must wait for readiness ([`Status::Open`]) or is finished.
+    ///
+    /// mio's readiness is *edge-triggered*: the poll reports a socket when it becomes
+    /// readable or writable, not again while it stays so. A callback that left bytes unread
+    /// would never hear about them. So every return of `Open` below comes right after a
+    /// `WouldBlock` from the very operation the state waits for: then the next edge is sure
+    /// to come. Paused is the one state that stops reading early, and it is also the one that
+    /// resumes reading by itself, here, not on an event.
+    ///
+    /// Production loops also cap the work done per callback (tokio gives each task a budget
+    /// and then yields): here a client that pipelines without pause, and reads its answers
+    /// as fast as they come, could keep the loop to itself.
+    fn advance(&mut self, max_n: u32) -> io::Result<Status> {
+        loop {
+            self.send_answers()?;
+            match self.state {
+                State::Reading => {
+                    if self.answer_requests(max_n) == Flow::Close {
+                        self.state = State::Rejecting;
+                    } else if self.answers.len() >= OUTPUT_LIMIT {
+                        self.state = State::Paused;
+                    } else {
+                        match self.receive()? {
+                            Received::Bytes => {}
+                            Received::NothingYet => return Ok(Status::Open),
+                            Received::EndOfInput => self.state = State::Finishing,
+                        }
+                    }
+                }
+                State::Paused if self.answers.is_empty() => self.state = State::Reading,
+                State::Finishing if self.answers.is_empty() => return Ok(Status::Closed),
+                State::Rejecting if self.answers.is_empty() => {
+                    // The answers are all with the kernel: it sends them, then end-of-stream.
+                    self.stream.shutdown(Shutdown::Write)?;
+                    self.state = State::Lingering;
+                }
+                // The answers are not all sent: wait until the socket is writable.
+                State::Paused | State::Finishing | State::Rejecting => return Ok(Status::Open),
+                State::Lingering => return self.discard_input(),
+            }
+        }
+    }
+    // ANCHOR_END: advance
+
+    // ANCHOR: answer_requests
+    /// Answers the complete requests received so far, until the answers reach
+    /// [`OUTPUT_LIMIT`].
+    ///
+    /// fib runs right here, on the event loop's only thread: while it computes fib(40) for
+    /// one client, no other socket is looked at. That is this step's second limit.
+    fn answer_requests(&mut self, max_n: u32) -> Flow {
+        while self.answers.len() < OUTPUT_LIMIT {
+            let Some(frame) = self.requests.next_frame() else {
+                break;
+            };
+            if protocol::answer(frame, max_n, &mut self.answers) == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+    // ANCHOR_END: answer_requests
+
+    // ANCHOR: partial_io
+    /// Reads what the client has sent so far into the request buffer.
+    ///
+    /// Called only once every complete line has been answered, which is when the line
+    /// buffer promises free space.
+    fn receive(&mut self) -> io::Result<Received> {
+        loop {
+            match self.stream.read(self.requests.spare()) {
+                Ok(0) => return Ok(Received::EndOfInput),
+                Ok(n) => {
+                    self.requests.filled(n);
+                    return Ok(Received::Bytes);
+                }
+                Err(error) if would_block(&error) => return Ok(Received::NothingYet),
+                Err(error) if interrupted(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Writes as much of the answers as the socket takes now; the rest waits until the
+    /// socket is writable again.
+    fn send_answers(&mut self) -> io::Result<()> {
+        let mut sent = 0;
+        while sent < self.answers.len() {
+            // A write may take only part of what it is offered (a partial write): the
+            // kernel's send buffer had room for that much. Offer the rest until it says
+            // WouldBlock.
+            match self.stream.write(&self.answers[sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(error) if would_block(&error) => break,
+                Err(error) if interrupted(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        // Usually the socket took everything and this just empties the buffer; after a
+        // partial write, the unsent rest (under OUTPUT_LIMIT) moves to the front once.
+        self.answers.drain(..sent);
+        Ok(())
+    }
+    // ANCHOR_END: partial_io
+
+    /// Reads and drops whatever the client still sends after the error, until it closes.
+    ///
+    /// A client that never closes stays here like any idle connection: it costs a socket,
+    /// not CPU.
+    fn discard_input(&mut self) -> io::Result<Status> {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Ok(Status::Closed),
+                Ok(_) => continue,
+                Err(error) if would_block(&error) => return Ok(Status::Open),
+                Err(error) if interrupted(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    // ANCHOR: interest
+    /// Tells the poll which readiness the current state waits for, if that changed.
+    ///
+    /// Writability is asked for only while answers wait: a socket is writable nearly all the
+    /// time, and every acknowledgement from the client that frees send-buffer space would
+    /// wake the loop for nothing. Readability is dropped while paused: that is what stops a
+    /// client that does not read from making us read (and answer) more.
+    fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
+        let wanted = match self.state {
+            State::Reading if self.answers.is_empty() => Interest::READABLE,
+            State::Reading => Interest::READABLE | Interest::WRITABLE,
+            State::Paused | State::Finishing | State::Rejecting => Interest::WRITABLE,
+            State::Lingering => Interest::READABLE,
+        };
+        if wanted != self.interest {
+            registry.reregister(&mut self.stream, self.token, wanted)?;
+            self.interest = wanted;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: interest
+}
+
+/// The socket has nothing more to give (or no room to take) right now. With a blocking
+/// socket the thread would sleep here until it had; a non-blocking one says so and returns,
+/// and the thread goes on to serve someone else.
+pub(crate) fn would_block(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock
+}
+
+/// A signal arrived during the system call; nothing went wrong, try again.
+pub(crate) fn interrupted(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::Interrupted
+}

@@ -1,0 +1,240 @@
+//! # Step 3: one thread, non-blocking sockets, callbacks on readiness
+//!
+//! One thread serves every client. It sleeps in one place only, [`mio::Poll`] (epoll on
+//! Linux, kqueue on macOS), which waits for *all* the sockets at once and wakes it with the
+//! list of those that are *ready*: readable (bytes, or the end of the stream, are waiting)
+//! or writable (the kernel's send buffer has room). Each socket is registered with a token,
+//! and a registry maps each token to what should happen when it is ready: the listener's
+//! accept, a connection's next step. This is Python's `selectors` version,
+//! `sel.register(sock, EVENT_READ, callback)`, in Rust.
+//!
+//! **What changed since step02:** no thread per connection, and no blocking call outside
+//! `poll`. Readiness says that a socket can make progress, not how much, so the sockets are
+//! non-blocking: a `read` takes what has arrived and a `write` gives what fits, and when
+//! there is nothing more they return `WouldBlock` instead of putting the thread to sleep (a
+//! sleeping thread would stall every other client). mio reports readiness edge-triggered,
+//! once per change, so every callback accepts, reads or writes until `WouldBlock`. step01's `serve_connection`, a loop that
+//! blocked in `read` and `write_all`, becomes a state machine in [`connection`]: since the
+//! thread cannot wait in the middle of serving a client, every connection keeps its buffers
+//! and where it is (reading, paused for a client that does not read its answers, finishing
+//! after a half-close, rejecting a line too long) in a struct, stepped forward by callbacks.
+//!
+//! **Run it** (two terminals, then a third):
+//!
+//! ```text
+//! cargo run -p step03
+//! cargo run -p clients --bin fast -- --conns 64
+//! cargo run -p clients --bin slow
+//! ```
+//!
+//! **What to observe:** 64 fast clients are served by one thread (`top -H` shows one server
+//! thread where step02 had 64), and the results table's 10k-idle column drops to a few KiB
+//! per connection: a socket and two buffers, no stack. Then start the slow client: the fast
+//! client stalls. fib runs inside a callback, on the only thread, so while it computes one
+//! fib(40) (a few tenths of a second) no other socket is even looked at; the fast clients get one answer
+//! per slow answer. Two slow clients take twice as long each: one core does all the work.
+//!
+//! **The limit:** the code is hard to read. The straight-line loop of step01 is chopped into
+//! callbacks, and to follow one client you follow the transitions of [`connection::State`]
+//! through `WouldBlock`s, partial writes and interest changes; adding a step to the protocol
+//! means adding states. And CPU work blocks the loop. step04 keeps the single thread and the
+//! readiness, but lets the handler be written as a straight-line `async fn` again: the
+//! compiler builds the state machine.
+//!
+//! ## Modules
+//!
+//! - this file: the event loop, the token-to-callback registry, accepting connections (and
+//!   pausing when out of file descriptors);
+//! - [`connection`]: one client connection as a state machine, with partial reads and writes,
+//!   backpressure, half-close and the line-too-long close.
+
+pub mod connection;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use shared::cli::{Config, NoOptions};
+use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use slab::Slab;
+
+use connection::{Connection, Status, would_block};
+
+// ANCHOR: callbacks
+/// What to do when a token becomes ready: an entry of the registry.
+///
+/// Python's `selectors` stores a function with each socket. In Rust a closure stored in the
+/// registry could not also be handed the registry, to add the connections it accepts: it
+/// would be borrowed from the very map it changes. So each entry holds the state its
+/// callback needs, and [`Server::dispatch`] calls the callback by matching on it. Same idea,
+/// a `match` instead of a function pointer.
+#[derive(Debug)]
+enum Callback {
+    /// The listening socket: accept every connection waiting in the backlog.
+    Accept,
+    /// A client connection: step its state machine.
+    Serve(Connection),
+}
+// ANCHOR_END: callbacks
+
+/// The step03 server: the poll, the listener, and the registry of callbacks.
+#[derive(Debug)]
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    listener_token: Token,
+    /// The registry: a slab hands out small reusable keys, and a key is the token its socket
+    /// is registered with, so finding the callback for an event is an index.
+    callbacks: Slab<Callback>,
+    max_n: u32,
+    /// While accepting is paused for lack of file descriptors: when to try again.
+    accept_paused_until: Option<Instant>,
+}
+
+impl shared::Server for Server {
+    type Options = NoOptions;
+    const ABOUT: &'static str = "Step 3: a fib server on one thread: non-blocking sockets and \
+                                 callbacks on readiness (mio).";
+
+    fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.addr)?;
+        let mut callbacks = Slab::new();
+        let listener_token = Token(callbacks.insert(Callback::Accept));
+        poll.registry()
+            .register(&mut listener, listener_token, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            listener_token,
+            callbacks,
+            max_n: config.max_n,
+            accept_paused_until: None,
+        })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener always has a local address")
+    }
+
+    // ANCHOR: event_loop
+    fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            // The one place this thread waits: until some registered socket is ready (or,
+            // while accepting is paused, until the pause is over).
+            if let Err(error) = self.poll.poll(&mut events, self.accept_pause_left()) {
+                if connection::interrupted(&error) {
+                    continue;
+                }
+                return Err(error);
+            }
+            for event in events.iter() {
+                self.dispatch(event.token())?;
+            }
+            // After the events, not before: resuming first could pause accepting again, and
+            // then this batch's event for the listener would accept while paused.
+            self.resume_accepting_if_due()?;
+        }
+    }
+    // ANCHOR_END: event_loop
+}
+
+impl Server {
+    // ANCHOR: dispatch
+    /// Calls the callback registered for `token`.
+    ///
+    /// # Errors
+    ///
+    /// Only when the listener breaks; a connection's failure ends that connection.
+    fn dispatch(&mut self, token: Token) -> io::Result<()> {
+        let status = match self.callbacks.get_mut(token.0) {
+            Some(Callback::Accept) => return self.accept_connections(),
+            Some(Callback::Serve(connection)) => {
+                connection.on_ready(self.poll.registry(), self.max_n)
+            }
+            // Closed earlier in this batch of events. (If a new connection reused the key in
+            // the meantime it gets a stale event, which is harmless: see `on_ready`.)
+            None => return Ok(()),
+        };
+        if status == Status::Closed {
+            // Dropping the connection closes its socket; its key is free for reuse.
+            self.callbacks.remove(token.0);
+        }
+        Ok(())
+    }
+    // ANCHOR_END: dispatch
+
+    // ANCHOR: accept
+    /// The listener's callback: accept every connection waiting in the backlog.
+    ///
+    /// Until `WouldBlock`, because readiness is edge-triggered: the listener was reported
+    /// once for however many connections arrived, and will not be reported again for them.
+    fn accept_connections(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _peer)) => self.add_connection(stream),
+                Err(error) if would_block(&error) => return Ok(()),
+                Err(error) if is_out_of_fds(&error) => return self.pause_accepting(),
+                Err(error) if is_transient_accept_error(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Registers a new connection under a fresh token, with its callback.
+    fn add_connection(&mut self, stream: TcpStream) {
+        let entry = self.callbacks.vacant_entry();
+        // If the poll cannot watch one more socket (a kernel limit on watched descriptors),
+        // the stream has been dropped, which closes that one connection; the server goes on.
+        if let Ok(connection) =
+            Connection::register(stream, Token(entry.key()), self.poll.registry())
+        {
+            entry.insert(Callback::Serve(connection));
+        }
+    }
+    // ANCHOR_END: accept
+
+    // ANCHOR: out_of_fds
+    /// Out of file descriptors: stop accepting for [`ACCEPT_BACKOFF`], keep serving.
+    ///
+    /// The connections that could not be accepted wait in the listen backlog. Edge-triggered
+    /// readiness will not spin on them (a level-triggered selector, like Python's, would
+    /// report the listener again on every poll, at 100% CPU), but it will not remind us of
+    /// them either once a connection closes and frees a descriptor. So the loop wakes itself
+    /// after the backoff to try again. Meanwhile the listener is deregistered, so that new
+    /// arrivals do not wake the loop for connections it cannot take.
+    fn pause_accepting(&mut self) -> io::Result<()> {
+        self.poll.registry().deregister(&mut self.listener)?;
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+        Ok(())
+    }
+
+    /// How long `poll` may sleep: without limit, unless accepting is paused.
+    fn accept_pause_left(&self) -> Option<Duration> {
+        self.accept_paused_until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Once the pause is over, listen again and accept what has been waiting (pausing again
+    /// if descriptors are still short).
+    fn resume_accepting_if_due(&mut self) -> io::Result<()> {
+        match self.accept_paused_until {
+            Some(until) if Instant::now() >= until => {
+                self.accept_paused_until = None;
+                self.poll.registry().register(
+                    &mut self.listener,
+                    self.listener_token,
+                    Interest::READABLE,
+                )?;
+                self.accept_connections()
+            }
+            _ => Ok(()),
+        }
+    }
+    // ANCHOR_END: out_of_fds
+}
