@@ -185,6 +185,13 @@ impl SlowRun<'_> {
                 Wait::Stopped => break,
                 Wait::Done(()) => {}
             }
+            // An answer that arrives after the run has ended is not counted, like a request
+            // still in flight: the run measures what the server did in its time. (A server
+            // that serves one connection at a time answers a waiting client the moment the
+            // other one leaves at the deadline; counting that would hide the starvation.)
+            if self.past_deadline() {
+                break;
+            }
             let time = sent_at.elapsed();
             answered += 1;
             (self.on_answer)(&SlowAnswer {
@@ -267,9 +274,12 @@ impl SlowRun<'_> {
     fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
             || self.failed.load(Ordering::Relaxed)
-            || self
-                .deadline
-                .is_some_and(|deadline| Instant::now() >= deadline)
+            || self.past_deadline()
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// Takes one request from the `--count` budget; false when it is used up.

@@ -49,3 +49,29 @@ fn two_clients_share_the_count() {
     assert_eq!(report.per_connection.len(), 2);
     assert_eq!(report.per_connection.iter().sum::<u64>(), 6);
 }
+
+/// Two slow clients of step01, which serves one connection at a time: the second waits for
+/// the whole run. When the first leaves at the deadline, step01 answers the second at once;
+/// that answer came after the run ended and must not hide the starvation.
+#[test]
+fn an_answer_after_the_deadline_does_not_count() {
+    use shared::Server as _;
+    let server = step01::Server::bind(&shared::Config::ephemeral(), &Default::default())
+        .expect("binding port 0 on loopback");
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    let config = SlowConfig {
+        addr,
+        conns: 2,
+        n: 15,
+        duration: Some(std::time::Duration::from_millis(300)),
+        count: None,
+    };
+    let report = run_slow(&config, &AtomicBool::new(false), &|_| {}).expect("step01 answers");
+    assert_eq!(
+        report.starved(),
+        1,
+        "per connection: {:?}",
+        report.per_connection
+    );
+}
