@@ -76,3 +76,4 @@ macro_rules! suite {
 
 suite!(step01:);
 suite!(step02: concurrent, fast_while_slow, out_of_fds);
+suite!(step03: concurrent, thousands, out_of_fds);
