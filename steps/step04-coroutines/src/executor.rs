@@ -1,0 +1,253 @@
+//! The executor: a run queue of tasks, and the loop that polls them.
+//!
+//! A task is a spawned future: one connection's `async fn`, boxed and kept until it finishes.
+//! The executor polls a task only when it has been woken, so a thousand idle connections cost
+//! nothing per turn. A task that cannot go on (its socket is not ready) returns `Pending`
+//! after leaving a [`Waker`] with whoever will know when it can: the reactor for sockets and
+//! timers, a worker thread in step05. Calling the waker puts the task back in the run queue.
+//!
+//! Everything here runs on one thread, so tasks need not be `Send` and the executor keeps
+//! them in plain `RefCell`s. Only the waker crosses threads: it holds an `Arc` to a queue of
+//! task ids behind a `Mutex`, and a [`Notifier`] to interrupt the reactor's wait.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, ThreadId};
+
+use crate::reactor::{Notifier, Reactor};
+
+thread_local! {
+    /// The executor of the [`block_on`] running on this thread, for [`spawn`].
+    static CURRENT: RefCell<Option<Rc<Executor>>> = const { RefCell::new(None) };
+}
+
+/// A task's number. Numbers are never reused, so a late wake-up of a finished task cannot
+/// run another one by mistake.
+type TaskId = usize;
+
+/// The id of the future passed to [`block_on`]; spawned tasks count up from 1.
+const MAIN: TaskId = 0;
+
+// ANCHOR: block_on
+/// Runs `future` to completion on this thread, together with every task it [`spawn`]s;
+/// returns its output. Tasks still unfinished at that point are dropped.
+///
+/// # Errors
+///
+/// When the reactor cannot be created (no file descriptor for the poller) or its wait fails.
+///
+/// # Panics
+///
+/// When called inside another `block_on` on the same thread, or when a task panics.
+pub fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
+    let reactor = Rc::new(Reactor::new()?);
+    let executor = Rc::new(Executor::new(reactor.notifier()));
+    let _entered = Entered::new(&executor, &reactor);
+    executor.run(&reactor, future)
+}
+// ANCHOR_END: block_on
+
+// ANCHOR: spawn
+/// Starts `future` as a new task of the executor running on this thread. It runs when the
+/// current task next yields (at an `.await` that waits), and until it finishes or
+/// [`block_on`] returns.
+///
+/// # Panics
+///
+/// Outside [`block_on`]: there is no executor to run the task.
+pub fn spawn(future: impl Future<Output = ()> + 'static) {
+    CURRENT.with_borrow(|current| {
+        current
+            .as_ref()
+            .expect("executor::spawn works only inside executor::block_on")
+            .spawn(Box::pin(future));
+    });
+}
+// ANCHOR_END: spawn
+
+/// The executor's state: the tasks, and the queue of those ready to run.
+struct Executor {
+    /// Every unfinished task, by id. `RefCell`: one thread, and a task may spawn another
+    /// while it is being polled (it is taken out of the map for that).
+    tasks: RefCell<HashMap<TaskId, Task>>,
+    queue: Arc<RunQueue>,
+    next_id: Cell<TaskId>,
+}
+
+/// A spawned future and the wake-up handle shared with its wakers.
+struct Task {
+    future: Pin<Box<dyn Future<Output = ()>>>,
+    handle: Arc<TaskHandle>,
+}
+
+// ANCHOR: waker
+/// What a task's [`Waker`] points at: which task, and the queue to put it in.
+///
+/// `std::task::Wake` turns an `Arc` of this into a `Waker` with no unsafe code. The `Arc`
+/// makes the waker `Send + Sync`, so a worker thread (step05) can wake a task.
+struct TaskHandle {
+    id: TaskId,
+    /// Whether the task is in the run queue already: a task woken ten times before it runs
+    /// (its socket became readable, then writable, ...) is queued, and polled, once.
+    scheduled: AtomicBool,
+    queue: Arc<RunQueue>,
+}
+
+impl Wake for TaskHandle {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.queue.push(self.id);
+        }
+    }
+}
+
+/// The ids of the tasks ready to run. Behind a `Mutex` because wakers may be called on any
+/// thread.
+struct RunQueue {
+    ready: Mutex<Vec<TaskId>>,
+    /// Interrupts the reactor's wait, for wakes that come from another thread.
+    notifier: Notifier,
+    /// The thread running the executor.
+    owner: ThreadId,
+}
+
+impl RunQueue {
+    fn push(&self, id: TaskId) {
+        self.lock().push(id);
+        // A wake on the executor's own thread happens while the loop is busy (a reactor
+        // event, or one task waking another); the loop looks at the queue before it sleeps
+        // again. A wake from another thread may come while the loop sleeps in the reactor's
+        // `epoll_wait`, which must be interrupted, or the task would wait for some unrelated
+        // event to come along. Pushing before notifying means the loop cannot miss it: it
+        // either sees the id in the queue, or is woken by the notification.
+        if thread::current().id() != self.owner {
+            self.notifier.notify();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TaskId>> {
+        // Poisoned only if a thread panicked while pushing an id onto a Vec; the Vec is
+        // still a valid list of ids, so carry on with it.
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+// ANCHOR_END: waker
+
+impl Executor {
+    fn new(notifier: Notifier) -> Executor {
+        Executor {
+            tasks: RefCell::new(HashMap::new()),
+            queue: Arc::new(RunQueue {
+                ready: Mutex::new(Vec::new()),
+                notifier,
+                owner: thread::current().id(),
+            }),
+            next_id: Cell::new(MAIN + 1),
+        }
+    }
+
+    fn handle(&self, id: TaskId) -> Arc<TaskHandle> {
+        Arc::new(TaskHandle {
+            id,
+            scheduled: AtomicBool::new(false),
+            queue: Arc::clone(&self.queue),
+        })
+    }
+
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()>>>) {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let handle = self.handle(id);
+        // A new task is ready to run: its first poll starts it.
+        handle.wake_by_ref();
+        self.tasks.borrow_mut().insert(id, Task { future, handle });
+    }
+
+    // ANCHOR: run
+    /// The loop: run the tasks that are ready, then let the reactor wait for more to become
+    /// ready, until the main future finishes.
+    fn run<F: Future>(&self, reactor: &Reactor, future: F) -> io::Result<F::Output> {
+        let mut main = pin!(future);
+        let main_handle = self.handle(MAIN);
+        let main_waker = Waker::from(Arc::clone(&main_handle));
+        main_handle.wake_by_ref();
+
+        let mut batch = Vec::new();
+        loop {
+            // Take the tasks that are ready now and run each once. Tasks they wake go to the
+            // next turn, after the reactor has had a look: a few busy tasks waking each other
+            // cannot keep the others, waiting for I/O, from ever being noticed.
+            std::mem::swap(&mut batch, &mut *self.queue.lock());
+            for id in batch.drain(..) {
+                if id == MAIN {
+                    main_handle.scheduled.store(false, Ordering::Release);
+                    let mut cx = Context::from_waker(&main_waker);
+                    if let Poll::Ready(output) = main.as_mut().poll(&mut cx) {
+                        return Ok(output);
+                    }
+                } else {
+                    self.run_task(id);
+                }
+            }
+            // Nothing ready: sleep in the reactor until a socket, a timer or another thread
+            // wakes a task. Tasks ready already: only collect the events that are in.
+            let idle = self.queue.lock().is_empty();
+            reactor.react(idle)?;
+        }
+    }
+    // ANCHOR_END: run
+
+    /// Polls task `id` once; drops it if it finished.
+    fn run_task(&self, id: TaskId) {
+        // Out of the map while it runs, so it can spawn tasks (which borrows the map).
+        // `None`: the task finished already and this is a late wake-up, which is harmless.
+        let Some(mut task) = self.tasks.borrow_mut().remove(&id) else {
+            return;
+        };
+        // Cleared before polling: a wake-up during the poll must queue the task again.
+        task.handle.scheduled.store(false, Ordering::Release);
+        let waker = Waker::from(Arc::clone(&task.handle));
+        match task.future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            // Finished: dropping the task drops its future's state: its sockets leave the
+            // reactor and close. Wakers of it still held elsewhere only queue an id nobody has.
+            Poll::Ready(()) => drop(task),
+            Poll::Pending => {
+                self.tasks.borrow_mut().insert(id, task);
+            }
+        }
+    }
+}
+
+/// While alive, makes the executor and the reactor this thread's current ones (for
+/// [`spawn`] and the socket types), and resets them when `block_on` ends, even by a panic.
+struct Entered;
+
+impl Entered {
+    fn new(executor: &Rc<Executor>, reactor: &Rc<Reactor>) -> Entered {
+        assert!(
+            CURRENT.with_borrow(Option::is_none),
+            "executor::block_on cannot run inside another block_on on the same thread"
+        );
+        CURRENT.set(Some(Rc::clone(executor)));
+        Reactor::set_current(Some(Rc::clone(reactor)));
+        Entered
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.set(None);
+        Reactor::set_current(None);
+    }
+}
