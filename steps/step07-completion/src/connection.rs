@@ -1,0 +1,325 @@
+//! One client connection: its socket, its buffers, which of its operations the kernel is
+//! working on, and what to submit next when one of them completes.
+//!
+//! step03's connection reacted to "you may read now" by reading. This one reacts to "here is
+//! what I read into your buffer": by the time the event loop hears about the connection, the
+//! `recv` has already happened, into memory the connection handed to the kernel when it
+//! submitted the operation. That changes who owns the buffers, and that is this file's lesson:
+//!
+//! - `requests` (the line buffer) belongs to the kernel while a `recv` is in flight: the
+//!   kernel writes into its spare space at a moment of its choosing. We do not frame, compact
+//!   or even look at it until the `recv` completes.
+//! - `sending` belongs to the kernel while a `send` is in flight: appending to it could move
+//!   it (a `Vec` reallocates as it grows) and the kernel would read freed memory. Answers
+//!   computed meanwhile go to `queued`, which is ours.
+//! - A connection that must close while operations are in flight (the client reset it, say)
+//!   cannot simply be dropped: the kernel would write into freed memory, or a new connection
+//!   given the same slab key or file descriptor number would receive the old one's
+//!   completions. It asks the kernel to cancel them and stays, buffers and socket and all,
+//!   until every completion has come back.
+
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+
+use io_uring::opcode;
+use io_uring::types::{CancelBuilder, Fd};
+use shared::protocol::{self, Flow, LineBuffer};
+
+use crate::ring::Ring;
+use crate::server::Token;
+
+/// How many bytes of answers a connection may hold for a client that is not reading them:
+/// past this it stops submitting receives (backpressure), as step03 stopped reading.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// How many bytes one receive discards after a line too long.
+const DISCARD_CHUNK: usize = 4096;
+
+// ANCHOR: state
+/// Where a connection is in its life.
+///
+/// step03's `Paused` is gone: a connection that holds [`OUTPUT_LIMIT`] bytes of answers simply
+/// does not submit its next receive, and nothing has to be unregistered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Receiving requests and answering them.
+    Reading,
+    /// The client half-closed: answer every complete line, send, then close.
+    Finishing,
+    /// A line was too long: send the answers so far and the error, then shut down our side.
+    Rejecting,
+    /// Our side is shut down after the error: discard what the client still sends until it
+    /// closes, so that closing does not reset the connection before it has read the error.
+    Lingering,
+    /// Done, or broken (reset, vanished): waiting for the kernel to finish or cancel the
+    /// operations in flight before the connection may be dropped.
+    Closing,
+}
+// ANCHOR_END: state
+
+/// What the event loop should do with a connection after handling one of its completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Keep it: it has operations in flight.
+    Open,
+    /// Drop it: nothing in flight names it any more (neither its slab key nor its socket).
+    Closed,
+}
+
+// ANCHOR: connection
+/// A client connection: its socket, its buffers and its operations in flight.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    /// Bytes received, framed into request lines. The kernel's while `recv_in_flight`.
+    requests: LineBuffer,
+    /// Answers not handed to the kernel yet. Always ours.
+    queued: Vec<u8>,
+    /// The answers of the current send. The kernel's while `send_in_flight`.
+    sending: Vec<u8>,
+    /// How many bytes of `sending` the kernel has sent so far.
+    sent: usize,
+    /// Where discarded bytes go while lingering. The kernel's while `recv_in_flight` then.
+    sink: Vec<u8>,
+    state: State,
+    recv_in_flight: bool,
+    send_in_flight: bool,
+    /// Closing asked the kernel to cancel the operations in flight (once is enough).
+    cancel_asked: bool,
+    cancel_in_flight: bool,
+}
+// ANCHOR_END: connection
+
+impl Connection {
+    /// A freshly accepted connection; [`advance`](Self::advance) submits its first receive.
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            requests: LineBuffer::new(),
+            queued: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+            sink: Vec::new(),
+            state: State::Reading,
+            recv_in_flight: false,
+            send_in_flight: false,
+            cancel_asked: false,
+            cancel_in_flight: false,
+        }
+    }
+
+    // ANCHOR: on_completion
+    /// A receive completed: `result` bytes are now in our buffer, or it is the end of the
+    /// client's input (0), or an error (negative errno).
+    pub fn on_received(&mut self, result: i32) {
+        self.recv_in_flight = false;
+        match (self.state, result) {
+            // Cancelled, or it raced the cancellation: either way the bytes are not wanted.
+            (State::Closing, _) => {}
+            (State::Reading, 1..) => self.requests.filled(result as usize),
+            (State::Reading, 0) => self.state = State::Finishing,
+            (State::Lingering, 1..) => {}
+            // End of input after the error, or the client reset or vanished: this ends only
+            // this connection.
+            _ => self.state = State::Closing,
+        }
+    }
+
+    /// A send completed: the kernel took `result` bytes of `sending`, or failed.
+    pub fn on_sent(&mut self, result: i32) {
+        self.send_in_flight = false;
+        if self.state == State::Closing {
+            return;
+        }
+        match result {
+            // A partial send is normal (the socket's send buffer had room for that much);
+            // `send_answers` resubmits the rest. Zero bytes would never make progress.
+            1.. => self.sent += result as usize,
+            _ => self.state = State::Closing,
+        }
+    }
+
+    /// The cancellation asked for by [`close`](Self::close) completed.
+    pub fn on_cancelled(&mut self) {
+        self.cancel_in_flight = false;
+    }
+    // ANCHOR_END: on_completion
+
+    // ANCHOR: advance
+    /// After a completion: answer what can be answered, then submit what the connection
+    /// waits for next. `key` is the connection's key in the event loop's slab, which its
+    /// operations carry back in their `user_data`.
+    ///
+    /// # Errors
+    ///
+    /// Only when the ring fails; a failing client ends its own connection.
+    pub fn advance(&mut self, key: usize, ring: &mut Ring, max_n: u32) -> io::Result<Status> {
+        if self.state == State::Closing {
+            return self.close(key, ring);
+        }
+        // The line buffer is ours again only when no receive is in flight.
+        if matches!(self.state, State::Reading | State::Finishing)
+            && !self.recv_in_flight
+            && self.answer_requests(max_n) == Flow::Close
+        {
+            self.state = State::Rejecting;
+        }
+        self.send_answers(key, ring)?;
+        // `send_answers` submits whenever there is anything to send: no send in flight means
+        // every answer has been sent.
+        let all_sent = !self.send_in_flight;
+        match self.state {
+            State::Reading if !self.recv_in_flight && self.unsent() < OUTPUT_LIMIT => {
+                self.receive(key, ring)?;
+            }
+            State::Finishing if all_sent => return Ok(Status::Closed),
+            State::Rejecting if all_sent => {
+                // The answers and the error are all with the kernel: it sends them, then the
+                // end of our stream.
+                if self.stream.shutdown(Shutdown::Write).is_err() {
+                    // The client is already gone.
+                    self.state = State::Closing;
+                    return self.close(key, ring);
+                }
+                self.state = State::Lingering;
+                self.discard(key, ring)?;
+            }
+            State::Lingering if !self.recv_in_flight => self.discard(key, ring)?,
+            _ => {}
+        }
+        Ok(Status::Open)
+    }
+    // ANCHOR_END: advance
+
+    // ANCHOR: answer_requests
+    /// Answers the complete requests received so far, until the answers reach
+    /// [`OUTPUT_LIMIT`].
+    ///
+    /// fib runs right here, on the ring's only thread: while it computes fib(40) for one
+    /// client, no completion of any other client is handled.
+    fn answer_requests(&mut self, max_n: u32) -> Flow {
+        while self.unsent() < OUTPUT_LIMIT {
+            let Some(frame) = self.requests.next_frame() else {
+                break;
+            };
+            if protocol::answer(frame, max_n, &mut self.queued) == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+    // ANCHOR_END: answer_requests
+
+    /// Bytes of answers not yet sent: the rest of the send in flight, and what queued behind.
+    fn unsent(&self) -> usize {
+        self.sending.len() - self.sent + self.queued.len()
+    }
+
+    // ANCHOR: receive
+    /// Submits a receive into the spare space of the line buffer.
+    fn receive(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+        let spare = self.requests.spare();
+        let entry = opcode::Recv::new(
+            Fd(self.stream.as_raw_fd()),
+            spare.as_mut_ptr(),
+            u32::try_from(spare.len()).unwrap_or(u32::MAX),
+        )
+        .build()
+        .user_data(Token::Recv(key).into());
+        // SAFETY: `spare` is inside the heap allocation of `self.requests`, which this
+        // connection owns: moving the connection (the slab grows) moves only the pointer to
+        // it. The connection stays in the slab, socket open, until this receive's completion
+        // has arrived (`recv_in_flight`, see `Status::Closed`), and nothing reads, compacts
+        // or frees the line buffer while `recv_in_flight` is set.
+        unsafe { ring.push(&entry)? };
+        self.recv_in_flight = true;
+        Ok(())
+    }
+    // ANCHOR_END: receive
+
+    // ANCHOR: partial_send
+    /// Submits the answers that wait, unless a send is already in flight.
+    ///
+    /// The bookkeeping of partial sends, derived rather than copied: `sending[..sent]` has
+    /// gone; a send completing with k bytes moves `sent` on by k, and the next send offers
+    /// `sending[sent..]`, the rest, from offset `sent`. Answers computed while a send was in
+    /// flight were appended to `queued`, not to `sending`, so they go after that rest: once
+    /// `sending` has gone entirely, the two buffers swap (no copy, and both keep their
+    /// capacity for the next round).
+    fn send_answers(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+        if self.send_in_flight {
+            return Ok(());
+        }
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.queued);
+        }
+        if self.sending.is_empty() {
+            return Ok(());
+        }
+        let rest = &self.sending[self.sent..];
+        let entry = opcode::Send::new(
+            Fd(self.stream.as_raw_fd()),
+            rest.as_ptr(),
+            u32::try_from(rest.len()).unwrap_or(u32::MAX),
+        )
+        .build()
+        .user_data(Token::Send(key).into());
+        // SAFETY: `rest` is inside the heap allocation of `self.sending`, owned by this
+        // connection, which stays in the slab, socket open, until this send completes. While
+        // `send_in_flight` is set nothing appends to, clears or swaps `sending` (new answers
+        // go to `queued`), so the allocation neither moves nor changes.
+        unsafe { ring.push(&entry)? };
+        self.send_in_flight = true;
+        Ok(())
+    }
+    // ANCHOR_END: partial_send
+
+    /// Submits a receive whose bytes are thrown away (lingering after a line too long).
+    fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+        self.sink.resize(DISCARD_CHUNK, 0);
+        let entry = opcode::Recv::new(
+            Fd(self.stream.as_raw_fd()),
+            self.sink.as_mut_ptr(),
+            DISCARD_CHUNK as u32,
+        )
+        .build()
+        .user_data(Token::Recv(key).into());
+        // SAFETY: `sink` is a heap allocation owned by this connection and never resized or
+        // freed while `recv_in_flight` is set (it is resized only here, before submitting);
+        // the connection, socket open, stays in the slab until this receive completes.
+        unsafe { ring.push(&entry)? };
+        self.recv_in_flight = true;
+        Ok(())
+    }
+
+    // ANCHOR: close
+    /// Closes the connection: at once if nothing is in flight, otherwise after asking the
+    /// kernel to cancel what is.
+    ///
+    /// The cancellation is an operation too, and it names this connection's socket, so the
+    /// connection waits for its completion as well: were the socket closed first, its number
+    /// could be reused by the next accepted connection and the cancellation would hit that
+    /// one.
+    fn close(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
+        if !self.recv_in_flight && !self.send_in_flight && !self.cancel_in_flight {
+            // Dropping the connection closes its socket and frees its buffers.
+            return Ok(Status::Closed);
+        }
+        if !self.cancel_asked {
+            let entry =
+                opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.stream.as_raw_fd())).all())
+                    .build()
+                    .user_data(Token::Cancel(key).into());
+            // SAFETY: a cancellation points to no buffer. It names the socket, which stays
+            // open until this cancellation's completion has arrived (`cancel_in_flight`).
+            unsafe { ring.push(&entry)? };
+            self.cancel_asked = true;
+            self.cancel_in_flight = true;
+        }
+        Ok(Status::Open)
+    }
+    // ANCHOR_END: close
+}

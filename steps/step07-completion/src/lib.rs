@@ -1,0 +1,97 @@
+//! # Step 7: completion-based I/O, one thread, one io_uring
+//!
+//! One thread hands the kernel whole operations (accept, receive into this buffer, send these
+//! bytes) through a ring of shared memory, and handles their completions as they come back,
+//! each dispatched by the `user_data` it was submitted with to its connection in a slab.
+//!
+//! **What changed since step06:** steps 04 to 06 hid a readiness loop under `async fn`. This
+//! step goes back to an explicit loop, step03's shape, to show the other model of I/O plainly.
+//! Side by side with step03:
+//!
+//! ```text
+//! readiness (step03, epoll via mio)          completion (step07, io_uring)
+//! ---------------------------------          ----------------------------------------
+//! register the socket, once                  submit recv(socket, buffer, len)
+//! wait: "socket 7 may be read now"           wait: "recv on 7 put 12 bytes in your
+//! read(7, buffer) -> 12 bytes                       buffer" (the read has happened)
+//! read(7, buffer) -> WouldBlock              submit the next recv
+//! write(7, answers) -> 9 bytes of 20         submit send(socket, answers, len)
+//! wait for writable, write the rest          wait: "sent 9 of 20", submit the other 11
+//! ```
+//!
+//! Readiness says *you may act now*, and every action is a system call of its own.
+//! Completion says *it is done*: the kernel performed the operation, into or out of our
+//! memory, while we were doing something else. Every operation queued during one turn of the
+//! loop reaches the kernel in the same system call that waits for the next completions, so a
+//! busy server makes one system call per batch instead of one per read and write.
+//!
+//! The price is ownership. A buffer handed to the kernel with a receive belongs to the kernel
+//! until that receive completes: we must not read it, move it or free it meanwhile, even if
+//! the client is long gone. [`connection`] is about exactly that, and it is why this step has
+//! `unsafe`: each submission promises (in a `// SAFETY:` comment) that its buffer and socket
+//! outlive the operation. A connection that closes with operations in flight asks the kernel
+//! to cancel them and stays, buffers and socket and all, until their completions arrive.
+//!
+//! **Run it** (Linux 6.0 or later; two terminals, then more):
+//!
+//! ```text
+//! cargo run -p step07
+//! cargo run -p clients --bin fast -- --conns 64
+//! cargo run -p clients --bin fast -- --conns 8 --depth 16
+//! cargo run -p clients --bin slow
+//! ```
+//!
+//! **What to observe:** one thread serves 64 clients, like step03. Count its system calls
+//! (`strace -c -f -p $(pgrep step07)` for a few seconds while the fast client runs): where
+//! step03 made an `epoll_wait`, a `read` and a `write` per request, this step makes about one
+//! `io_uring_enter` per turn of the loop, however many clients that turn served. Pipelined
+//! clients (`--depth 16`) get all their answers from one send. Then start the slow client:
+//! the fast clients stall, exactly as in step03. fib runs on the ring's only thread, inline,
+//! and while it computes fib(40) no completion of anyone else is looked at. Completions made
+//! the I/O cheaper, not the CPU work.
+//!
+//! **The limit:** one core. The ring is fed by one thread, so a server on an 8-core machine
+//! uses one of them for I/O and for fib alike, and one slow request blocks everyone. step08
+//! runs a ring per core with nothing shared between them, and sends fib to a pool of threads
+//! whose results come back to the ring as completions too.
+//!
+//! Where io_uring is refused (a container's seccomp profile, `kernel.io_uring_disabled`),
+//! `bind` says so in one line and points at step06, the same server on readiness. On other
+//! systems this step builds, and says that it needs Linux.
+//!
+//! ## Modules
+//!
+//! - [`server`]: the event loop, the [`Token`](server::Token) packed into each operation's
+//!   `user_data`, accepting (and pausing when out of file descriptors);
+//! - [`connection`]: one client connection: who owns which buffer when, partial sends,
+//!   backpressure, half-close, closing with operations in flight;
+//! - [`ring`]: the ring itself: pushing submissions (never dropping one when the queue is
+//!   full), waiting for completions, and the clear error where io_uring is refused.
+
+#[cfg(target_os = "linux")]
+pub mod connection;
+#[cfg(target_os = "linux")]
+pub mod ring;
+#[cfg(target_os = "linux")]
+pub mod server;
+
+#[cfg(target_os = "linux")]
+pub use server::Server;
+
+#[cfg(not(target_os = "linux"))]
+mod elsewhere;
+#[cfg(not(target_os = "linux"))]
+pub use elsewhere::Server;
+
+/// Whether `error` (from [`Server`]'s `bind`) means that io_uring is not available on this
+/// system, as opposed to, say, an address already in use. Tests use it to fail loudly.
+pub fn io_uring_unavailable(error: &std::io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        ring::IoUringUnavailable::is(error)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        error.kind() == std::io::ErrorKind::Unsupported
+    }
+}
