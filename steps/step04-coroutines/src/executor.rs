@@ -12,7 +12,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
@@ -71,6 +71,28 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
     });
 }
 // ANCHOR_END: spawn
+
+// ANCHOR: yield_now
+/// Lets the other tasks run before this one goes on.
+///
+/// An `.await` gives the thread back only if the future it awaits is not ready. A task whose
+/// every read finds data waiting never meets `Pending`, and keeps the thread for as long as
+/// its client keeps sending; a task that wants to be fair says so with `yield_now().await`.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        // Back in the run queue at once: it runs again on the next turn, after the tasks
+        // queued already and after the reactor has collected the events that came in.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+// ANCHOR_END: yield_now
 
 /// The executor's state: the tasks, and the queue of those ready to run.
 struct Executor {

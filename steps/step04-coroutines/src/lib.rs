@@ -16,13 +16,17 @@
 //! - [`reactor`]: waits on the poller (epoll, on the `polling` crate) for sockets and timers,
 //!   and wakes the tasks that were waiting for them;
 //! - [`executor`]: a queue of woken tasks, polled one by one: [`executor::spawn`],
-//!   [`executor::block_on`];
+//!   [`executor::block_on`], [`executor::yield_now`];
 //! - [`registration`]: a socket registered with the reactor, and [`Readiness`](registration::Readiness),
 //!   the hand-written future that waits until it is ready;
 //! - [`net`]: `TcpListener` and `TcpStream` whose `accept`, `read` and `write_all` are
 //!   `async`: try the non-blocking call, on `WouldBlock` wait for the reactor, retry;
 //! - [`time`]: `sleep` and `timeout`, timers kept by the reactor;
 //! - this file: the server, an accept loop and a connection handler.
+//!
+//! Cooperative means cooperative: a task gives the thread back only at an `.await` that has
+//! to wait. So the handler steps aside once per round of answers ([`executor::yield_now`]),
+//! or a client whose next request is always waiting already would keep the thread to itself.
 //!
 //! No async library is used, only `std::task` and a poller, so that all of it can be read.
 //! step05 reuses the executor, reactor and sockets of this crate; step06 replaces them with
@@ -39,8 +43,8 @@
 //! **What to observe:** many fast clients are served at once, on one thread, with little
 //! memory per connection (a task is a few hundred bytes plus its 4 KiB line buffer, not a
 //! thread stack). Then start the slow client: while its fib(40) is computed, about 0.4 s,
-//! every fast client stops. The fast client's requests per second collapse and its p99
-//! latency jumps to the length of a fib(40).
+//! every fast client stops. The fast client's requests per second collapse to the handful
+//! answered between two fib(40)s, and its latency jumps to the length of a fib(40).
 //!
 //! **The limit:** CPU work blocks the single thread. A task gives the thread back only at an
 //! `.await` that waits, and `fib(40)` has no `.await` in it: while it runs, no other task
@@ -156,6 +160,11 @@ pub async fn serve_connection(stream: TcpStream, max_n: u32) -> io::Result<()> {
             close_after_error(&stream).await;
             return Ok(());
         }
+        // Let the other tasks have a turn before reading again. An `.await` steps aside only
+        // when it has to wait, and a client that asks again the moment it has its answer
+        // (the slow client) may always have its next request waiting: without this, its
+        // task would keep the thread, and no other connection would ever be served.
+        executor::yield_now().await;
     }
 }
 // ANCHOR_END: serve_connection

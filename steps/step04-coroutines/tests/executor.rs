@@ -1,33 +1,19 @@
 //! The executor, reactor and timers on their own, without the server.
 
 use std::cell::{Cell, RefCell};
-use std::future::{Future, pending, poll_fn};
+use std::future::{pending, poll_fn};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use step04::executor::{block_on, spawn};
+use step04::executor::{block_on, spawn, yield_now};
 use step04::net::TcpListener;
 use step04::time::{sleep, timeout};
 
 /// How long a test waits for something that should happen at once.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Returns `Pending` once, waking its own task first, so that everything else ready runs.
-fn yield_now() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    poll_fn(move |cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-}
 
 /// Sets its flag when dropped.
 struct SetOnDrop(Rc<Cell<bool>>);

@@ -2,8 +2,11 @@
 
 mod common;
 
-use std::io::{BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
 use common::{ChildServer, ask, connect, expected, raise_fd_limit, read_line, start};
 
@@ -155,4 +158,38 @@ fn ten_thousand_idle_connections_then_each_is_answered() {
             "connection {i}"
         );
     }
+}
+
+#[test]
+fn a_client_that_always_has_a_request_waiting_does_not_keep_the_thread() {
+    let addr = start();
+    // A greedy client: one thread writes requests without pause, another reads the answers,
+    // so whenever the server reads this connection, more requests are waiting. A handler
+    // that never has to wait never yields unless it chooses to.
+    let mut greedy = connect(addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (mut greedy, stop) = (greedy.try_clone().unwrap(), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if greedy.write_all(&b"18\n".repeat(100)).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    // Wait until the server is busy with it, answering.
+    greedy.read_exact(&mut [0; 10_000]).unwrap();
+    let reader = {
+        let greedy = greedy.try_clone().unwrap();
+        thread::spawn(move || io::copy(&mut &greedy, &mut io::sink()))
+    };
+
+    // Another client is still served.
+    assert_eq!(ask(&connect(addr), 1), "1");
+
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    greedy.shutdown(Shutdown::Both).unwrap();
+    let _ = reader.join().unwrap();
 }
