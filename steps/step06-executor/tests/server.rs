@@ -1,0 +1,59 @@
+//! step06 beyond the conformance suite, which runs it with its default of one thread: the
+//! same checks with the executor on several threads, and how offloaded answers are ordered.
+
+use std::net::SocketAddr;
+use std::thread;
+
+use conformance::{Client, checks, expected};
+use shared::{Config, Server as _};
+use step06::{OFFLOAD_FROM_N, Options, Server};
+
+/// Starts step06 on a free loopback port with `threads` executor threads.
+fn start(threads: usize) -> SocketAddr {
+    let server = Server::bind(&Config::ephemeral(), &Options { threads })
+        .expect("binding a free port on loopback");
+    let addr = server.local_addr();
+    // Serves until the test process ends; a failure shows as the checks' failing connections.
+    thread::spawn(move || server.run());
+    addr
+}
+
+#[test]
+fn the_protocol_checks_pass_with_the_executor_on_four_threads() {
+    let addr = start(4);
+    checks::values_0_to_20(addr);
+    checks::pipelined_1000(addr);
+    checks::one_byte_at_a_time(addr);
+    checks::bad_inputs_then_good(addr);
+    checks::line_limit(addr);
+    checks::half_close(addr);
+    checks::vanishing_clients(addr);
+    checks::concurrent_connections(addr, 200);
+    checks::fast_while_slow(addr);
+}
+
+#[test]
+fn both_sides_of_the_threshold_answer_in_request_order() {
+    let mut client = Client::connect(start(1));
+    let ns: Vec<u32> = (OFFLOAD_FROM_N - 3..=OFFLOAD_FROM_N + 2)
+        .rev()
+        .chain([0, 25, 1])
+        .collect();
+    let requests: String = ns.iter().map(|n| format!("{n}\n")).collect();
+    client.send(requests.as_bytes());
+    for n in ns {
+        assert_eq!(client.line(), expected(n), "fib({n})");
+    }
+}
+
+#[test]
+fn a_half_close_waits_for_offloaded_answers() {
+    let mut client = Client::connect(start(1));
+    client.send(b"30\n3\n31");
+    client.half_close();
+    assert_eq!(
+        client.read_to_close(),
+        format!("{}\n2\n", expected(30)),
+        "every complete line answered, the partial one ignored"
+    );
+}
