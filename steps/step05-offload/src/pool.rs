@@ -1,0 +1,93 @@
+//! A fixed pool of worker threads for CPU work, one per core.
+//!
+//! Jobs go through a channel; each worker takes the next job, runs it, and takes another.
+//! [`Pool::run`] hands back an [`Offload`] future, so the task that offloaded the work waits
+//! for it like for a socket: it steps aside, and the loop serves everybody else meanwhile.
+//!
+//! Production code would use a ready-made pool: `blocking` (step06), `tokio::task::
+//! spawn_blocking`, or rayon for data parallelism. This one is the textbook version: a
+//! `Mutex` around the receiving end, held only while taking a job.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use crate::offload::{self, Offload};
+
+/// Work for a worker thread: a closure that sends its own result (it owns a `Completer`).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads that run closures and send their results back as futures.
+#[derive(Debug)]
+pub struct Pool {
+    jobs: Sender<Job>,
+    threads: NonZeroUsize,
+}
+
+impl Pool {
+    /// A pool with one thread per core (`std::thread::available_parallelism`): fib is pure
+    /// CPU, so more threads than cores would only take turns on them.
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses to start a thread.
+    pub fn sized_to_cores() -> io::Result<Pool> {
+        // `available_parallelism` fails only where the OS cannot say (some sandboxes); one
+        // thread still takes the CPU work off the loop.
+        Pool::new(thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    }
+
+    /// A pool of `threads` worker threads.
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses to start a thread.
+    pub fn new(threads: NonZeroUsize) -> io::Result<Pool> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.get() {
+            let queue = Arc::clone(&queue);
+            thread::Builder::new()
+                .name(format!("pool-{i}"))
+                .spawn(move || work(&queue))?;
+        }
+        Ok(Pool { jobs, threads })
+    }
+
+    /// How many worker threads the pool has.
+    pub fn threads(&self) -> NonZeroUsize {
+        self.threads
+    }
+
+    // ANCHOR: run
+    /// Runs `work` on a worker thread; the future resolves to its result, its task woken by
+    /// the worker.
+    ///
+    /// The future's output is an error only if `work` panics.
+    pub fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Offload<T> {
+        let (completer, offload) = offload::channel();
+        // Sending fails only if every worker has exited, which they do only when the pool is
+        // dropped (and `self` is alive) or when a job panicked. The job then comes back in
+        // the error and is dropped with its completer, and the future reports the failure.
+        let _ = self.jobs.send(Box::new(move || completer.complete(work())));
+        offload
+    }
+    // ANCHOR_END: run
+}
+
+/// A worker thread: take a job, run it, repeat, until the pool is dropped.
+fn work(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while taking a job, not while running it (the guard is a
+        // temporary of this statement), so idle workers can take the next jobs meanwhile.
+        // Poisoning cannot leave a `Receiver` inconsistent, so a poisoned lock is used as is.
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match job {
+            Ok(job) => job(),
+            // The pool, and with it the sending side, is gone.
+            Err(mpsc::RecvError) => return,
+        }
+    }
+}
