@@ -55,9 +55,9 @@ pub fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
 // ANCHOR_END: block_on
 
 // ANCHOR: spawn
-/// Starts `future` as a new task of the executor running on this thread. It runs when the
-/// current task next yields (at an `.await` that waits), and until it finishes or
-/// [`block_on`] returns.
+/// Starts `future` as a new task of the executor running on this thread. It is polled on the
+/// executor's next turn, after the current task has yielded (at an `.await` that waits), and
+/// runs until it finishes or [`block_on`] returns.
 ///
 /// # Panics
 ///
