@@ -328,6 +328,7 @@ fn check_deck(
     text: &str,
     read: &dyn Fn(&str) -> Option<String>,
     results: Option<&Results>,
+    columns: Option<&[String]>,
 ) -> Checked {
     let lines: Vec<&str> = text.lines().collect();
     let mut problems = Vec::new();
@@ -489,13 +490,29 @@ fn check_deck(
                     continue;
                 }
                 let Some(results) = results else {
-                    // Not committed yet: the cells cannot be checked, the rows' steps can.
+                    // Not committed yet: the cells cannot be checked, the rows' steps can, and
+                    // the headers against the runner's own column names.
                     let steps: Vec<String> = table.rows.iter().map(|row| row[0].clone()).collect();
                     if steps != wanted {
                         problem(
                             kind,
                             start,
                             format!("the table's rows are {steps:?}, the marker says {wanted:?}"),
+                            false,
+                        );
+                    }
+                    let unknown: Vec<&String> = table.headers[1..]
+                        .iter()
+                        .filter(|header| columns.is_some_and(|known| !known.contains(header)))
+                        .collect();
+                    if !unknown.is_empty() {
+                        problem(
+                            kind,
+                            start,
+                            format!(
+                                "columns {unknown:?} are not columns of the table runner, whose \
+                                 columns are {columns:?}"
+                            ),
                             false,
                         );
                     }
@@ -671,6 +688,21 @@ fn step_folders() -> Vec<String> {
     folders
 }
 
+/// The runner's column headers, read from its source (`Column::header` in
+/// `clients/src/bin/table/columns.rs`): what the headers of a results table on a slide may be
+/// while `results/table.md` is not committed. None if that source has changed shape.
+fn runner_columns(source: &str) -> Option<Vec<String>> {
+    let body = source.split_once("fn header(")?.1;
+    let body = body.split_once("\n    }\n")?.0;
+    let mut columns = vec!["step".to_string()];
+    for line in body.lines() {
+        if let Some((_, literal)) = line.split_once("=> \"") {
+            columns.push(literal.split_once('"')?.0.to_string());
+        }
+    }
+    (columns.len() > 1).then_some(columns)
+}
+
 /// Every deck checked once per test run; with `UPDATE_SLIDES` set, the fixable problems are
 /// written back to the decks here, once, and not reported.
 struct Report {
@@ -691,6 +723,9 @@ fn report() -> &'static Report {
                 .unwrap_or_else(|error| panic!("results/table.md cannot be read: {error}"))
         });
         let read = |file: &str| std::fs::read_to_string(root.join(file)).ok();
+        let columns = read("clients/src/bin/table/columns.rs")
+            .as_deref()
+            .and_then(runner_columns);
         let update = std::env::var_os("UPDATE_SLIDES").is_some_and(|v| !v.is_empty() && v != "0");
         let mut report = Report {
             problems: Vec::new(),
@@ -700,7 +735,7 @@ fn report() -> &'static Report {
             rewritten: Vec::new(),
         };
         for (deck, text) in decks() {
-            let checked = check_deck(&deck, &text, &read, results.as_ref());
+            let checked = check_deck(&deck, &text, &read, results.as_ref(), columns.as_deref());
             report.quotes += checked.quotes;
             report.results_tables += checked.results_tables;
             if update && checked.fixed != text {
@@ -894,7 +929,14 @@ fn fixture_files(file: &str) -> Option<String> {
 }
 
 fn check_fixture(deck: &str, results: Option<&Results>) -> Checked {
-    check_deck("slides/fixture.md", deck, &fixture_files, results)
+    let columns = ["step", "1 fast (req/s)", "2 fast (req/s)"].map(String::from);
+    check_deck(
+        "slides/fixture.md",
+        deck,
+        &fixture_files,
+        results,
+        Some(&columns),
+    )
 }
 
 fn messages(checked: &Checked) -> Vec<String> {
@@ -1098,6 +1140,34 @@ fn without_committed_results_only_the_shape_is_checked() {
 fn the_front_matter_is_not_a_slide() {
     let deck = "---\ntheme:\n  name: dark\n---\n\n# One\n<!-- end_slide -->\n# Two\n";
     assert_eq!(slides_of(deck), ["\n# One\n", "# Two\n"]);
+}
+
+#[test]
+fn without_committed_results_headers_are_checked_against_the_runner() {
+    let deck =
+        "<!-- // results: step03 -->\n| step | 3 fast (req/s) |\n|---|---|\n| step03 | – |\n";
+    let messages = messages(&check_fixture(deck, None));
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("not columns of the table runner"));
+}
+
+#[test]
+fn the_runner_columns_are_read_from_its_source() {
+    let source = "impl Column {\n    pub fn header(self) -> &'static str {\n        match self \
+                  {\n            Column::Fast1 => \"1 fast (req/s)\",\n            \
+                  Column::P99 => \"1 fast p99 (µs)\",\n        }\n    }\n\n    pub fn \
+                  better(self) {}\n}\n";
+    assert_eq!(
+        runner_columns(source).unwrap(),
+        ["step", "1 fast (req/s)", "1 fast p99 (µs)"]
+    );
+    let real = std::fs::read_to_string(workspace().join("clients/src/bin/table/columns.rs"))
+        .expect("the table runner's columns.rs exists");
+    let columns = runner_columns(&real).expect("Column::header still reads as before");
+    assert!(
+        columns.contains(&"idle (KiB/conn)".to_string()),
+        "{columns:?}"
+    );
 }
 
 #[test]
