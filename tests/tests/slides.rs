@@ -18,7 +18,8 @@
 //! The check fails when a marker names a file or a region that does not exist, when a quote
 //! differs from its region, and when a results table differs from the committed results. While
 //! `results/table.md` is not committed yet, the results cells are not checked (a loud note
-//! says so on the terminal); everything else is.
+//! says so on the terminal): the rows must still name the marker's steps, and the headers the
+//! table runner's columns (read from `clients/src/bin/table/columns.rs`).
 //!
 //! When a quote or a results table has drifted, this rewrites it from the source:
 //!
@@ -322,7 +323,9 @@ fn fence_closes(line: &str, (ch, len): (char, usize)) -> bool {
 }
 
 /// Checks one deck. `read` gives the text of a workbook file by its path relative to the
-/// workspace (None: no such file); `results` is the parsed `results/table.md`, if committed.
+/// workspace (None: no such file); `results` is the parsed `results/table.md`, if committed;
+/// `columns` the table runner's column headers, which results tables are held to while it is
+/// not (None: unknown, not checked).
 fn check_deck(
     deck: &str,
     text: &str,
