@@ -140,7 +140,7 @@ impl Connection {
         }
     }
 
-    /// The cancellation asked for by [`close`](Self::close) completed.
+    /// The cancellation asked for by `close` completed.
     pub fn on_cancelled(&mut self) {
         self.cancel_in_flight = false;
     }

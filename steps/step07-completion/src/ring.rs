@@ -217,12 +217,12 @@ impl IoUringUnavailable {
 
     /// The ring works but the kernel is too old for an operation this step uses.
     fn missing(operation: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            IoUringUnavailable {
-                cause: format!("this kernel lacks {operation}; Linux 6.0 or later is needed"),
-            },
-        )
+        IoUringUnavailable::error(format!("this kernel lacks {operation}"))
+    }
+
+    /// The refusal, as the `io::Error` that `bind` returns.
+    fn error(cause: String) -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, IoUringUnavailable { cause })
     }
 
     /// Whether `error` is this refusal (as opposed to, say, an address already in use).
@@ -245,6 +245,32 @@ impl fmt::Display for IoUringUnavailable {
 
 impl std::error::Error for IoUringUnavailable {}
 // ANCHOR_END: unavailable
+
+/// Checks that the kernel is at least Linux `major.minor`, for what the probe in
+/// [`Ring::new`] cannot see: flags and variants of operations it knows (cancelling by file
+/// descriptor, multishot receives, passing flags with a message to another ring).
+///
+/// A kernel with such features backported under an older version number is refused too;
+/// the error says which version was found.
+///
+/// # Errors
+///
+/// [`IoUringUnavailable`] when the kernel is older.
+pub fn require_linux(major: u32, minor: u32, why: &str) -> io::Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if found >= (major, minor) {
+        return Ok(());
+    }
+    Err(IoUringUnavailable::error(format!(
+        "this is Linux {}, and {why} needs {major}.{minor} or later",
+        release.trim()
+    )))
+}
 
 /// The operations step07 submits, with their names for [`IoUringUnavailable`].
 pub const STEP07_OPERATIONS: &[(u8, &str)] = &[

@@ -14,7 +14,7 @@ use slab::Slab;
 use socket2::{Domain, Socket, Type};
 
 use crate::connection::{Connection, Status};
-use crate::ring::{Ring, STEP07_OPERATIONS};
+use crate::ring::{Ring, STEP07_OPERATIONS, require_linux};
 
 /// Submissions the ring holds at once. Pushing more is fine: [`Ring::push`] submits to make
 /// room.
@@ -92,6 +92,9 @@ impl shared::Server for Server {
                                  completion-based I/O.";
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
+        // Closing a connection cancels its operations by file descriptor (5.19), and
+        // shutting down cancels everything synchronously (6.0).
+        require_linux(6, 0, "step07's cancellation")?;
         Ok(Server {
             listener: listen(config.addr)?,
             ring: Ring::new(SUBMISSION_QUEUE, STEP07_OPERATIONS)?,
