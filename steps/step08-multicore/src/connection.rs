@@ -1,0 +1,501 @@
+//! One client connection on a core's ring: step07's connection, with three changes.
+//!
+//! 1. **Provided buffers, multishot receive.** A connection submits one receive that stays
+//!    armed and completes again and again, each time with bytes in a buffer the kernel took
+//!    from the core's [`BufferRing`](crate::buffers::BufferRing). The bytes are framed and
+//!    answered at once and the buffer goes straight back. There is no receive buffer per
+//!    connection any more, only a line buffer for the unfinished tail of a request.
+//! 2. **Offloaded fib, answers in order.** fib(n) for n above [`INLINE_MAX_N`] goes to the
+//!    compute pool. Its answer must still go out in request order, so the answers of later
+//!    requests wait behind it (`Waiting`) until it returns.
+//! 3. **Backpressure by cancelling.** A multishot receive keeps receiving until stopped, so a
+//!    connection over its bounds (answers the client does not read, fibs on the pool) cancels
+//!    it, and arms a new one once it is below them again. Bytes that arrived before the
+//!    cancellation landed are kept in `unread`: a provided buffer is never held.
+//!
+//! The rule of step07 stands: a connection leaves the slab only when nothing in flight names
+//! it, and now a fib on the pool names it too.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+
+use io_uring::opcode;
+use io_uring::types::{CancelBuilder, Fd};
+use shared::fib::fib;
+use shared::protocol::{Flow, Frame, LineBuffer, MAX_LINE, ProtocolError};
+use shared::protocol::{parse_request, write_answer, write_error};
+use step07::ring::Ring;
+
+use crate::pool::Offload;
+use crate::worker::Token;
+
+// ANCHOR: threshold
+/// The largest n whose fib is computed right on the ring's thread; larger ones go to the pool.
+///
+/// step06's threshold, for step06's reason: handing a job to the pool and getting its result
+/// back costs about as much as fib(20) itself (tens of microseconds), so below that the hop
+/// costs more than it saves, and above it the stall it avoids grows 1.6 times per n.
+pub const INLINE_MAX_N: u32 = 20;
+// ANCHOR_END: threshold
+
+/// How many bytes of answers a connection may hold for a client that is not reading them
+/// before it stops receiving (step07's bound).
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// How many answers from the pool one connection may have in line (computing, or computed
+/// and waiting for an earlier one) before it stops receiving: one client pipelining fib(45)
+/// must not queue minutes of work ahead of everyone else's. Also what lets a place in line
+/// fit in the 8 bits a [`Token`] has for it.
+pub const OFFLOAD_LIMIT: usize = 32;
+
+/// Bytes the line buffer holds: the longest line and its `\r\n` fit, and most pipelined
+/// bursts are framed in a few passes. Small, because every idle connection keeps one.
+const LINE_BUFFER: usize = 4 * MAX_LINE;
+
+/// Where a connection is in its life: step07's states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Receiving requests and answering them.
+    Reading,
+    /// The client half-closed (or the server is shutting down): answer every complete line,
+    /// wait for the pool, send, then close.
+    Finishing,
+    /// A line was too long: send the answers so far and the error, then shut down our side.
+    Rejecting,
+    /// Our side is shut down after the error: discard input until the client closes.
+    Lingering,
+    /// Done, or broken: waiting for every operation and fib in flight to come back.
+    Closing,
+}
+
+/// What the worker should do with a connection after one of its completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Keep it.
+    Open,
+    /// Drop it: nothing in flight names it.
+    Closed,
+}
+
+// ANCHOR: waiting
+/// An answer computing on the pool, and the answers of the requests after it, which must
+/// wait for it: answers go out in request order.
+#[derive(Debug)]
+struct Waiting {
+    /// fib's value, once the pool has posted it.
+    value: Option<u64>,
+    /// The answers of the following requests, up to the next fib on the pool.
+    then: Vec<u8>,
+}
+// ANCHOR_END: waiting
+
+/// What a connection needs from its core to submit operations and offload fib.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub ring: &'a mut Ring,
+    pub offload: &'a Offload,
+    /// The group of provided buffers receives take their buffers from.
+    pub buffer_group: u16,
+    pub max_n: u32,
+}
+
+/// A client connection: socket, buffers, answers in order, operations in flight.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    /// The unfinished tail of the requests received so far. Always ours: the kernel writes
+    /// into provided buffers, never here.
+    requests: LineBuffer,
+    /// Received bytes not framed yet because the connection was over its bounds.
+    unread: Vec<u8>,
+    /// Answers ready to go, in order, not handed to the kernel yet.
+    queued: Vec<u8>,
+    /// The answers of the current send: the kernel's while `send_in_flight`.
+    sending: Vec<u8>,
+    /// How many bytes of `sending` have gone.
+    sent: usize,
+    /// Answers waiting for fibs on the pool, oldest first; empty unless one is computing.
+    waiting: VecDeque<Waiting>,
+    /// The place in line of `waiting[0]`, counting from 0 and wrapping at 256; the pool's
+    /// results carry theirs.
+    first_seq: u8,
+    /// Bytes in all the `then`s of `waiting`: they count towards [`OUTPUT_LIMIT`].
+    waiting_bytes: usize,
+    state: State,
+    /// In flight: the multishot receive (armed until a completion without `F_MORE`), ...
+    recv_armed: bool,
+    /// ... a send, cancellations, fibs on the pool.
+    send_in_flight: bool,
+    cancels_in_flight: u32,
+    computing: usize,
+    /// We asked the armed receive to stop (pausing); cleared when it ends.
+    recv_stopping: bool,
+    /// That request, a cancellation, is in flight.
+    stop_in_flight: bool,
+    /// Closing asked the kernel to cancel everything on the socket (once is enough).
+    close_asked: bool,
+}
+
+impl Connection {
+    /// A freshly accepted connection; [`advance`](Self::advance) arms its receive.
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            requests: LineBuffer::with_capacity(LINE_BUFFER),
+            unread: Vec::new(),
+            queued: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+            waiting: VecDeque::new(),
+            first_seq: 0,
+            waiting_bytes: 0,
+            state: State::Reading,
+            recv_armed: false,
+            send_in_flight: false,
+            cancels_in_flight: 0,
+            computing: 0,
+            recv_stopping: false,
+            stop_in_flight: false,
+            close_asked: false,
+        }
+    }
+
+    // ANCHOR: on_received
+    /// A completion of the multishot receive: `result` bytes in `data` (a provided buffer,
+    /// ours only during this call), the end of input (0), or an error. `more` says whether
+    /// the receive stays armed.
+    pub fn on_received(
+        &mut self,
+        key: usize,
+        result: i32,
+        data: &[u8],
+        more: bool,
+        cx: &mut Context<'_>,
+    ) {
+        let stopping = self.recv_stopping;
+        if !more {
+            self.recv_armed = false;
+            self.recv_stopping = false;
+        }
+        match (self.state, result) {
+            // A receive we asked to stop can end with 0 rather than -ECANCELED when the
+            // cancellation races it (seen on Linux 6.18). That 0 is not the end of input;
+            // were it one, the next receive would see it again.
+            (State::Reading, 0) if stopping => {}
+            (State::Closing, _) => {}
+            (State::Reading, 1..) => self.take(key, data, cx),
+            // After a line too long, input is discarded: the buffer goes back untouched.
+            (State::Rejecting | State::Lingering, 1..) => {}
+            (State::Reading, 0) => self.state = State::Finishing,
+            // The error is not sent yet; lingering will see the end of input again.
+            (State::Rejecting, 0) => {}
+            // The receive stopped because we cancelled it (pausing), or because the core ran
+            // out of provided buffers for a moment; `advance` arms a new one when wanted.
+            (_, result) if result == -libc::ECANCELED || result == -libc::ENOBUFS => {}
+            // The end of input after the error, or a reset or vanished client.
+            _ => self.state = State::Closing,
+        }
+    }
+    // ANCHOR_END: on_received
+
+    /// A send completed with `result` bytes, or failed (step07's bookkeeping).
+    pub fn on_sent(&mut self, result: i32) {
+        self.send_in_flight = false;
+        if self.state == State::Closing {
+            return;
+        }
+        match result {
+            1.. => self.sent += result as usize,
+            _ => self.state = State::Closing,
+        }
+    }
+
+    /// A cancellation this connection asked for completed.
+    ///
+    /// Whatever its result: if it did not find the receive (`-ENOENT`: it was ending
+    /// anyway, or, on some kernels, it raced a completion and the receive stays armed),
+    /// `advance` asks again while the receive is armed and the connection still paused.
+    pub fn on_cancelled(&mut self) {
+        self.cancels_in_flight -= 1;
+        self.stop_in_flight = false;
+    }
+
+    // ANCHOR: on_fib
+    /// The pool posted fib's value for the request numbered `seq`. The answers that were
+    /// waiting for it, and for nothing else, are now ready, in order.
+    pub fn on_fib(&mut self, seq: u8, value: u64) {
+        self.computing -= 1;
+        let index = seq.wrapping_sub(self.first_seq) as usize;
+        self.waiting[index].value = Some(value);
+        // Answers leave from the front only: a later fib that finished first waits for the
+        // ones before it.
+        while let Some(value) = self.waiting.front().and_then(|first| first.value) {
+            let then = self
+                .waiting
+                .pop_front()
+                .map(|first| first.then)
+                .unwrap_or_default();
+            write_answer(&mut self.queued, value);
+            self.queued.extend_from_slice(&then);
+            self.waiting_bytes -= then.len();
+            self.first_seq = self.first_seq.wrapping_add(1);
+        }
+    }
+    // ANCHOR_END: on_fib
+
+    /// The server is shutting down: receive what the client has sent so far, then see the
+    /// end of input, as if the client had half-closed. The usual path (answer every complete
+    /// line, send, close) does the rest.
+    pub fn stop_reading(&mut self) {
+        // A socket that is already shut down or reset has nothing more to give anyway.
+        let _ = self.stream.shutdown(Shutdown::Read);
+    }
+
+    // ANCHOR: advance
+    /// After a completion: answer what can be answered, then submit what the connection
+    /// waits for next (step07's `advance`, with pausing by cancellation).
+    ///
+    /// # Errors
+    ///
+    /// Only when the ring fails.
+    pub fn advance(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<Status> {
+        if self.state == State::Closing {
+            return self.close(key, cx);
+        }
+        if matches!(self.state, State::Reading | State::Finishing) && !self.paused() {
+            // Input that waited while the connection was over its bounds (and complete lines
+            // still in the line buffer) comes first.
+            let unread = std::mem::take(&mut self.unread);
+            let used = self.take_input(key, &unread, cx);
+            self.unread = unread;
+            self.unread.drain(..used);
+        }
+        self.send_answers(key, cx)?;
+        let all_sent = !self.send_in_flight && self.waiting.is_empty();
+        match self.state {
+            State::Reading | State::Lingering => self.keep_receiving(key, cx)?,
+            State::Finishing if all_sent && self.idle() => return Ok(Status::Closed),
+            State::Rejecting if all_sent => {
+                if self.stream.shutdown(Shutdown::Write).is_err() {
+                    self.state = State::Closing;
+                    return self.close(key, cx);
+                }
+                self.state = State::Lingering;
+                self.keep_receiving(key, cx)?;
+            }
+            _ => {}
+        }
+        Ok(Status::Open)
+    }
+    // ANCHOR_END: advance
+
+    // ANCHOR: keep_receiving
+    /// Keeps the multishot receive armed while the connection wants input, and stops it
+    /// while the connection is over its bounds (backpressure). Lingering always wants input:
+    /// it only discards it.
+    ///
+    /// Nothing is submitted while a cancellation of the receive is in flight: it could stop a
+    /// new receive, and the old one's end is still on its way. Its completion calls
+    /// `advance`, and so this, again.
+    fn keep_receiving(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+        let wanted = self.state == State::Lingering || (!self.paused() && self.unread.is_empty());
+        match (wanted, self.recv_armed) {
+            _ if self.stop_in_flight => Ok(()),
+            (true, false) => self.receive(key, cx),
+            (false, true) => self.stop_receiving(key, cx),
+            _ => Ok(()),
+        }
+    }
+    // ANCHOR_END: keep_receiving
+
+    /// Whether the connection is over its bounds and must not take more input.
+    fn paused(&self) -> bool {
+        let unsent = self.sending.len() - self.sent + self.queued.len() + self.waiting_bytes;
+        unsent >= OUTPUT_LIMIT || self.waiting.len() >= OFFLOAD_LIMIT
+    }
+
+    /// Whether nothing in flight names this connection.
+    fn idle(&self) -> bool {
+        !self.recv_armed
+            && !self.send_in_flight
+            && self.cancels_in_flight == 0
+            && self.computing == 0
+    }
+
+    /// Takes newly received bytes: frames and answers them, or, behind input that is
+    /// already waiting, keeps them for later.
+    fn take(&mut self, key: usize, data: &[u8], cx: &mut Context<'_>) {
+        if !self.unread.is_empty() {
+            self.unread.extend_from_slice(data);
+            return;
+        }
+        let used = self.take_input(key, data, cx);
+        if self.state == State::Reading {
+            // Over the bounds in the middle of the buffer: the buffer must go back to the
+            // kernel now, so its rest is copied out.
+            self.unread.extend_from_slice(&data[used..]);
+        }
+    }
+
+    // ANCHOR: take_input
+    /// Frames `data` and answers every complete request in it, until the connection is over
+    /// its bounds; returns how many bytes it used. Every answer goes to the same output
+    /// buffer, so all the requests of one receive are answered by one send.
+    fn take_input(&mut self, key: usize, data: &[u8], cx: &mut Context<'_>) -> usize {
+        let mut used = 0;
+        loop {
+            if self.answer_requests(key, cx) == Flow::Close {
+                self.state = State::Rejecting;
+                return data.len(); // nothing after a line too long is framed
+            }
+            if self.paused() || used == data.len() {
+                return used;
+            }
+            used += self.requests.push(&data[used..]);
+        }
+    }
+
+    /// Answers the complete lines in the line buffer, until the connection is over its
+    /// bounds.
+    fn answer_requests(&mut self, key: usize, cx: &mut Context<'_>) -> Flow {
+        while !self.paused() {
+            let request = match self.requests.next_frame() {
+                None => break,
+                Some(Frame::Line(line)) => parse_request(line, cx.max_n),
+                Some(Frame::TooLong) => {
+                    self.answer(|out| write_error(out, ProtocolError::LineTooLong));
+                    return Flow::Close;
+                }
+            };
+            match request {
+                Ok(n) if n > INLINE_MAX_N => self.offload(key, n, cx),
+                Ok(n) => self.answer(|out| write_answer(out, fib(n))),
+                Err(error) => self.answer(|out| write_error(out, error)),
+            }
+        }
+        Flow::Continue
+    }
+    // ANCHOR_END: take_input
+
+    // ANCHOR: in_order
+    /// Appends an answer after every answer before it: straight to the output, or, while a
+    /// fib is on the pool, behind the last one.
+    fn answer(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        match self.waiting.back_mut() {
+            Some(last) => {
+                let before = last.then.len();
+                write(&mut last.then);
+                self.waiting_bytes += last.then.len() - before;
+            }
+            None => write(&mut self.queued),
+        }
+    }
+
+    /// Sends fib(n) to the pool; its answer takes the next place in line.
+    fn offload(&mut self, key: usize, n: u32, cx: &mut Context<'_>) {
+        // Fewer than OFFLOAD_LIMIT are in line, so the 8 bits never wrap onto a waiting one.
+        let seq = self.first_seq.wrapping_add(self.waiting.len() as u8);
+        self.waiting.push_back(Waiting {
+            value: None,
+            then: Vec::new(),
+        });
+        self.computing += 1;
+        // The token fits in the low 32 bits of user_data by construction.
+        cx.offload.fib(n, u64::from(Token::Fib { key, seq }) as u32);
+    }
+    // ANCHOR_END: in_order
+
+    // ANCHOR: receive
+    /// Arms a multishot receive: each time bytes arrive, the kernel takes a buffer from the
+    /// core's group, fills it, and posts a completion, until it is cancelled or fails.
+    ///
+    /// Measured against a single receive submitted again after each completion (provided
+    /// buffers both, 2 cores, median of 3 runs): 64 connections 138k vs 109k req/s,
+    /// pipelined 1.57M vs 1.50M. The single receive tries to read, finds nothing, arms a
+    /// wait for the socket, and is submitted again each time; the multishot one stays armed.
+    fn receive(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(Fd(self.stream.as_raw_fd()), cx.buffer_group)
+            .build()
+            .user_data(Token::Recv(key).into());
+        // SAFETY: no buffer of this connection: the kernel fills provided buffers, which the
+        // worker keeps registered until every operation has completed. The socket stays open
+        // until the receive's last completion (`recv_armed`, see `idle`).
+        unsafe { cx.ring.push(&entry)? };
+        self.recv_armed = true;
+        Ok(())
+    }
+    // ANCHOR_END: receive
+
+    /// Stops the multishot receive (backpressure); it completes with `-ECANCELED`.
+    fn stop_receiving(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(Token::Recv(key).into())
+            .build()
+            .user_data(Token::Cancel(key).into());
+        // SAFETY: a cancellation points to no buffer. It names this connection's receive by
+        // `user_data`, and the connection, its slab key included, stays until the
+        // cancellation's own completion has arrived (`cancels_in_flight`).
+        unsafe { cx.ring.push(&entry)? };
+        self.recv_stopping = true;
+        self.stop_in_flight = true;
+        self.cancels_in_flight += 1;
+        Ok(())
+    }
+
+    /// step07's partial-send bookkeeping, unchanged: send `sending[sent..]`; answers made
+    /// meanwhile wait in `queued` and follow.
+    fn send_answers(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.send_in_flight {
+            return Ok(());
+        }
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.queued);
+        }
+        if self.sending.is_empty() {
+            return Ok(());
+        }
+        let rest = &self.sending[self.sent..];
+        let entry = opcode::Send::new(
+            Fd(self.stream.as_raw_fd()),
+            rest.as_ptr(),
+            u32::try_from(rest.len()).unwrap_or(u32::MAX),
+        )
+        .build()
+        .user_data(Token::Send(key).into());
+        // SAFETY: `rest` is inside the heap allocation of `self.sending`, which nothing
+        // touches while `send_in_flight` is set; the connection, socket open, stays in the
+        // slab until the send completes.
+        unsafe { cx.ring.push(&entry)? };
+        self.send_in_flight = true;
+        Ok(())
+    }
+
+    /// Closes at once if nothing is in flight, otherwise after cancelling what is (step07),
+    /// and after the pool has returned every fib.
+    fn close(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<Status> {
+        if self.idle() {
+            return Ok(Status::Closed);
+        }
+        if !self.close_asked && (self.recv_armed || self.send_in_flight) {
+            let entry =
+                opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.stream.as_raw_fd())).all())
+                    .build()
+                    .user_data(Token::Cancel(key).into());
+            // SAFETY: no buffer; it names the socket, which stays open until this
+            // cancellation's completion has arrived (`cancels_in_flight`).
+            unsafe { cx.ring.push(&entry)? };
+            self.close_asked = true;
+            self.cancels_in_flight += 1;
+        }
+        Ok(Status::Open)
+    }
+
+    /// Closes the connection without waiting for the client (the shutdown's grace period
+    /// is over).
+    pub fn abort(&mut self) {
+        self.state = State::Closing;
+    }
+}
