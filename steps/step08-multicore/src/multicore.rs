@@ -58,6 +58,15 @@ impl shared::Server for Server {
         // vs 114k, pipelined (8 x 16) 1.57M vs 1.38M. The handoff costs a message per
         // connection and puts every accept on one ring; the kernel's hash costs nothing.
         //
+        // SO_REUSEPORT lets any socket of the same user join the port: a second step08
+        // started by mistake would silently take a share of the connections. A socket bound
+        // without it first gets "address in use" where anything listens already (and, with
+        // SO_REUSEADDR, only then: not for the last run's connections in TIME_WAIT).
+        if config.addr.port() != 0 {
+            let probe = Socket::new(Domain::for_address(config.addr), Type::STREAM, None)?;
+            probe.set_reuse_address(true)?;
+            probe.bind(&config.addr.into())?;
+        }
         // ANCHOR: reuseport
         // The first listener resolves the address (port 0 becomes a free port); the others
         // join it on exactly that address.
