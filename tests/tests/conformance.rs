@@ -77,6 +77,8 @@ macro_rules! suite {
 suite!(step01:);
 suite!(step02: concurrent, fast_while_slow, out_of_fds);
 suite!(step03: concurrent, thousands, out_of_fds);
+suite!(step04: concurrent, thousands, out_of_fds);
+suite!(step05: concurrent, thousands, fast_while_slow, out_of_fds);
 suite!(step06: concurrent, thousands, fast_while_slow, out_of_fds);
 suite!(step09: concurrent, thousands, fast_while_slow, out_of_fds);
 suite!(step07: concurrent, thousands, out_of_fds);
