@@ -1,6 +1,7 @@
 //! The slides quote the workbook, and this test keeps them honest (STYLE.md, item 9).
 //!
-//! Two markers in `slides/*.md` tie a slide to the files it shows. Both are presenterm *user
+//! Two markers in `slides/*.md` (and in `README.md`, for its results table) tie a slide to the
+//! files it shows. Both are presenterm *user
 //! comments* (`<!-- // ... -->`), which presenterm ignores: a bare `<!-- quote: ... -->` would
 //! be an unknown comment command to it, and the deck would not load.
 //!
@@ -25,7 +26,7 @@
 //!
 //! ```text
 //! UPDATE_SLIDES=1 cargo test -p conformance --test slides
-//! git diff slides/    # then read the slide around each change: does the text still fit?
+//! git diff slides/ README.md    # then read the slide around each change: does the text still fit?
 //! ```
 //!
 //! Two more rules hold every step deck to the workshop's format: every step of `steps/` has
@@ -644,7 +645,8 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `*.md` under `slides/`, as (path relative to the workspace, text).
+/// Every `*.md` under `slides/`, and `README.md` (whose results table is marked the same
+/// way), as (path relative to the workspace, text).
 fn decks() -> Vec<(String, String)> {
     fn walk(folder: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(folder) else {
@@ -663,6 +665,7 @@ fn decks() -> Vec<(String, String)> {
     let mut paths = Vec::new();
     walk(&root.join("slides"), &mut paths);
     paths.sort();
+    paths.push(root.join("README.md"));
     paths
         .into_iter()
         .map(|path| {
