@@ -71,6 +71,20 @@ pub fn stop_on_ctrl_c(program: &str) -> Arc<AtomicBool> {
     stop
 }
 
+/// Prints `line` on stdout. When stdout is a pipe whose reader has gone (`fast | head -1`),
+/// the client has no one left to report to: it exits at once and quietly, with success, as
+/// Unix tools do, instead of panicking as `println!` would.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
 /// Prints `program: error` as one line on stderr and returns the failure exit code.
 pub fn fail(program: &str, error: &ClientError) -> ExitCode {
     eprintln!("{program}: {error}");

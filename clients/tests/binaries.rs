@@ -91,3 +91,35 @@ fn help_explains_what_is_measured() {
         assert!(text(&output.stdout).contains(words), "{program} --help");
     }
 }
+
+/// `fast | head -1`: when whoever reads the output goes away, the client stops quietly, as
+/// any Unix tool does, instead of panicking on the broken pipe.
+#[test]
+fn a_closed_stdout_ends_the_client_quietly() {
+    use std::process::Stdio;
+
+    let addr = common::start_step02();
+    for (program, path, args) in [
+        ("fast", env!("CARGO_BIN_EXE_fast"), ["--secs", "5"]),
+        ("slow", env!("CARGO_BIN_EXE_slow"), ["--n", "1"]),
+    ] {
+        let mut child = Command::new(path)
+            .arg("--addr")
+            .arg(addr.to_string())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the test can start the client it was built with");
+        // Close the reading end before the client has printed anything past its first line:
+        // its next print finds the pipe broken.
+        drop(child.stdout.take());
+        let output = child
+            .wait_with_output()
+            .expect("the client can be waited for");
+        let stderr = text(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{program}: {stderr}");
+        assert_eq!(stderr, "", "{program}");
+        assert!(output.status.success(), "{program}: {:?}", output.status);
+    }
+}

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use clients::cli::{Target, fail, stop_on_ctrl_c};
+use clients::cli::{Target, fail, say, stop_on_ctrl_c};
 use clients::{FastConfig, run_fast};
 
 /// Loads a fib server with tiny requests and measures how many it answers per second.
@@ -58,17 +58,17 @@ fn main() -> ExitCode {
         duration: cli.target.secs,
         count: cli.target.count,
     };
-    println!(
+    say(format_args!(
         "fast: fib({}) on {} connection{} to {}, {} in flight each; Ctrl-C stops",
         config.n,
         config.conns,
         if config.conns == 1 { "" } else { "s" },
         config.addr,
         config.depth,
-    );
-    match run_fast(&config, &stop, &mut |second| println!("{second}")) {
+    ));
+    match run_fast(&config, &stop, &mut |second| say(second)) {
         Ok(report) => {
-            println!("{report}");
+            say(&report);
             ExitCode::SUCCESS
         }
         Err(error) => fail("fast", &error),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use clients::cli::{Target, fail, stop_on_ctrl_c};
+use clients::cli::{Target, fail, say, stop_on_ctrl_c};
 use clients::{SlowConfig, run_slow};
 
 /// Sends a CPU-heavy request to a fib server again and again and times each answer.
@@ -50,23 +50,23 @@ fn main() -> ExitCode {
         count: cli.target.count,
     };
     let several = config.conns > 1;
-    println!(
+    say(format_args!(
         "slow: fib({}) on {} connection{} to {}, one request at a time each; Ctrl-C stops",
         config.n,
         config.conns,
         if several { "s" } else { "" },
         config.addr,
-    );
+    ));
     let print_answer = |answer: &clients::SlowAnswer| {
         if several {
-            println!("[{}] {answer}", answer.connection);
+            say(format_args!("[{}] {answer}", answer.connection));
         } else {
-            println!("{answer}");
+            say(answer);
         }
     };
     match run_slow(&config, &stop, &print_answer) {
         Ok(report) => {
-            println!("{report}");
+            say(&report);
             ExitCode::SUCCESS
         }
         Err(error) => fail("slow", &error),
