@@ -31,8 +31,8 @@
 //! thread where step02 had 64), and the results table's 10k-idle column drops to a few KiB
 //! per connection: a socket and two buffers, no stack. Then start the slow client: the fast
 //! client stalls. fib runs inside a callback, on the only thread, so while it computes one
-//! fib(40) (a few tenths of a second) no other socket is even looked at; the fast clients get one answer
-//! per slow answer. Two slow clients take twice as long each: one core does all the work.
+//! fib(40) (a few tenths of a second) no other socket is even looked at; the fast clients get
+//! a couple of answers per slow answer. Two slow clients take twice as long each: one core does all the work.
 //!
 //! **The limit:** the code is hard to read. The straight-line loop of step01 is chopped into
 //! callbacks, and to follow one client you follow the transitions of [`connection::State`]

@@ -42,7 +42,7 @@
 //!
 //! **What to observe:** many fast clients are served at once, on one thread, with little
 //! memory per connection (a task is a few hundred bytes plus its 4 KiB line buffer, not a
-//! thread stack). Then start the slow client: while its fib(40) is computed, about 0.4 s,
+//! thread stack). Then start the slow client: while its fib(40) is computed, about a third of a second,
 //! every fast client stops. The fast client's requests per second collapse to the handful
 //! answered between two fib(40)s, and its latency jumps to the length of a fib(40).
 //!

@@ -44,9 +44,13 @@
 //!
 //! and on every core: `cargo run -p step06 -- --threads $(nproc)`.
 //!
-//! **What to observe:** the same numbers as step05, give or take: the libraries do what we did
-//! by hand, with more care for the corner cases, but no new idea. The fast clients keep being
-//! answered while the slow one computes. Then try `--threads $(nproc)` against `--conns 64`:
+//! **What to observe:** step05's behaviour: the libraries do what we did by hand, with more
+//! care for the corner cases, but no new idea. The fast clients keep being answered while the
+//! slow one computes. Not step05's numbers, though: in the committed results step06 answers
+//! fewer requests per second (about half of step05's with two fast clients, its one thread
+//! busy all the time). The libraries are general (a reactor that any thread may drive, an
+//! executor ready for many threads), and generality costs something per request: finding
+//! where (`perf record -g`) is a good exercise. Then try `--threads $(nproc)` against `--conns 64`:
 //! the I/O itself now spreads over the cores. How much that pays depends on the cores to
 //! spare: the clients need some too, and on the 2-core machine this was written on the gain
 //! went from nothing to a third. One fast client gains nothing and may lose: its task hops

@@ -56,6 +56,9 @@
 //! step09 (tokio, 2 workers)  114k req/s   1.81M req/s
 //! ```
 //!
+//! (Runs differ by a fifth on a shared machine: in the committed results table step08 is
+//! ahead of step09 in both columns.)
+//!
 //! One ring beats two here. The load generator needs a core too, so two ring threads and
 //! the client take turns on two cores, and each completion that wakes a ring thread
 //! interrupts whoever is running: in 3 s of pipelining the ring threads went to sleep
