@@ -107,7 +107,7 @@ impl Results {
              Made by `{}`\non {}.\n\n\
              Each load ran {} s; slow requests are fib({}); the idle column opens {} connections.\n\
              req/s: higher is better; s/req, µs and KiB: lower is better. \"starved\": a client got\n\
-             no answer at all while the load ran.\n\n{}",
+             no answer at all while the load ran. \"–\": not measured (skipped, or no /proc here).\n\n{}",
             self.command,
             self.machine.summary(),
             self.plan.secs,
