@@ -180,7 +180,9 @@ pub fn fast_while_slow(addr: SocketAddr) {
 }
 
 /// A server that runs out of file descriptors keeps serving its open connections, does not
-/// spin on its readable listener, and accepts again when descriptors are free.
+/// spin on its readable listener, and accepts again when descriptors are free. Unix only:
+/// it lowers the server's `RLIMIT_NOFILE`, which Windows does not have.
+#[cfg(unix)]
 pub fn out_of_fds(step: &str) {
     // With 64 descriptors a server holds a few dozen connections (the rest of its
     // descriptors are stdio, its listener, its poller). 100 clients are sure to exceed that;

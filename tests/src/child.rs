@@ -39,6 +39,7 @@ pub fn child_entry<S: Server>(step: &str) {
     }
 }
 
+#[cfg(unix)]
 fn set_fd_limit(soft: u64) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -52,6 +53,10 @@ fn set_fd_limit(soft: u64) {
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     }
 }
+
+/// Windows has no per-process descriptor limit; `out_of_fds` does not run there.
+#[cfg(not(unix))]
+fn set_fd_limit(_soft: u64) {}
 
 /// A step serving in a child process; killed when dropped.
 #[derive(Debug)]

@@ -9,10 +9,10 @@
 //! queue. That split (the reactor knows about file descriptors and time, the executor knows
 //! about tasks) is the shape of every async runtime: tokio's driver, async-io's reactor.
 
+use polling::AsSource;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
@@ -121,7 +121,7 @@ impl Reactor {
     ///
     /// When the kernel refuses one more registration (out of memory, or the per-user limit
     /// `/proc/sys/fs/epoll/max_user_watches`).
-    pub fn register<T: AsFd>(self: &Rc<Self>, io: T) -> io::Result<Registration<T>> {
+    pub fn register<T: AsSource>(self: &Rc<Self>, io: T) -> io::Result<Registration<T>> {
         let key = self.next_key.get();
         self.next_key.set(key + 1);
         // Registered with no interest yet: a task arms it when it has to wait (`Readiness`).
@@ -132,7 +132,7 @@ impl Reactor {
         // built right below, which never gives it away, and whose `Drop` deletes it from the
         // poller before the socket field itself is dropped and closed (a struct's `Drop::drop`
         // runs before its fields are dropped). If `add` fails nothing was registered.
-        unsafe { self.poller.add(&io.as_fd(), Event::none(key))? };
+        unsafe { self.poller.add(&io.source(), Event::none(key))? };
         self.sources.borrow_mut().insert(key, Waiting::default());
         Ok(Registration::new(io, key, Rc::clone(self)))
     }
@@ -197,7 +197,7 @@ impl Reactor {
     pub(crate) fn arm(
         &self,
         key: usize,
-        io: &impl AsFd,
+        io: &impl AsSource,
         direction: Direction,
         waker: &Waker,
     ) -> io::Result<()> {
@@ -209,7 +209,7 @@ impl Reactor {
         // Ask for both directions if both have a waiting task: re-arming replaces the
         // previous interest rather than adding to it.
         let interest = Event::new(key, waiting.reader.is_some(), waiting.writer.is_some());
-        self.poller.modify(io.as_fd(), interest).inspect_err(|_| {
+        self.poller.modify(io.source(), interest).inspect_err(|_| {
             *waiting.slot(direction) = None;
         })
     }
@@ -242,12 +242,12 @@ impl Reactor {
     }
 
     /// Removes a socket from the poller; called by `Registration::drop`.
-    pub(crate) fn deregister(&self, key: usize, io: &impl AsFd) {
+    pub(crate) fn deregister(&self, key: usize, io: &impl AsSource) {
         // Any task still waiting on this socket is the one dropping it, so nothing is lost by
         // dropping the wakers. Deleting cannot fail for a socket that is registered; if it
         // did, the socket closes right after and the kernel forgets it anyway.
         self.sources.borrow_mut().remove(&key);
-        let _ = self.poller.delete(io.as_fd());
+        let _ = self.poller.delete(io.source());
     }
 
     /// Adds a timer that wakes `waker` at `deadline`; returns its key for [`Self::remove_timer`].

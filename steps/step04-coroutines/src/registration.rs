@@ -5,9 +5,9 @@
 //! one. [`Readiness`] is the one future in this step written by hand rather than by the
 //! compiler: a struct, and a `poll` that leaves the task's waker with the reactor.
 
+use polling::AsSource;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -21,13 +21,13 @@ use crate::reactor::{Direction, Reactor};
 /// what "a task is dropped" comes down to for I/O: its future is dropped, with it the
 /// `Registration`s it holds, and the reactor forgets the socket and the task's wakers.
 #[derive(Debug)]
-pub struct Registration<T: AsFd> {
+pub struct Registration<T: AsSource> {
     io: T,
     key: usize,
     reactor: Rc<Reactor>,
 }
 
-impl<T: AsFd> Registration<T> {
+impl<T: AsSource> Registration<T> {
     /// Called by [`Reactor::register`] once `io` is in the poller under `key`.
     pub(crate) fn new(io: T, key: usize, reactor: Rc<Reactor>) -> Registration<T> {
         Registration { io, key, reactor }
@@ -75,7 +75,7 @@ impl<T: AsFd> Registration<T> {
     }
 }
 
-impl<T: AsFd> Drop for Registration<T> {
+impl<T: AsSource> Drop for Registration<T> {
     fn drop(&mut self) {
         self.reactor.deregister(self.key, &self.io);
     }
@@ -92,14 +92,14 @@ impl<T: AsFd> Drop for Registration<T> {
 /// was a spurious wakeup: it refreshes the waker and keeps waiting.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
-pub struct Readiness<'a, T: AsFd> {
+pub struct Readiness<'a, T: AsSource> {
     registration: &'a Registration<T>,
     direction: Direction,
     /// Whether our waker has been left with the reactor.
     armed: bool,
 }
 
-impl<T: AsFd> Future for Readiness<'_, T> {
+impl<T: AsSource> Future for Readiness<'_, T> {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -118,7 +118,7 @@ impl<T: AsFd> Future for Readiness<'_, T> {
     }
 }
 
-impl<T: AsFd> Drop for Readiness<'_, T> {
+impl<T: AsSource> Drop for Readiness<'_, T> {
     /// A future dropped while waiting (its task was dropped, or it lost a race against a
     /// timeout) takes its waker back, so an event arriving later wakes nobody. The interest
     /// may stay armed in the kernel; the event it produces finds no waker and is ignored.
