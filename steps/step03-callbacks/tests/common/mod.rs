@@ -1,13 +1,12 @@
-//! What the test binaries of this step share: starting the server (in this process, or as
-//! a child process when a test needs a descriptor table or a limit of its own) and talking
-//! to it in raw bytes.
+//! What the test binaries of this step share: starting the server (in this process, or on
+//! Linux as a child process whose memory a test can read) and talking to it in raw bytes.
 
-// Each test binary compiles this module and uses only some of it.
+// Each test binary compiles this module and uses only some of it: serving.rs the raw-byte
+// helpers, backpressure.rs `ask`, `fib` and `ChildServer`. Every item has a user.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -51,13 +50,6 @@ pub fn half_close(stream: &TcpStream) {
         .expect("shutting down a connected socket");
 }
 
-/// Reads exactly `len` bytes and returns them as text.
-pub fn read_exactly(mut stream: &TcpStream, len: usize) -> String {
-    let mut bytes = vec![0; len];
-    stream.read_exact(&mut bytes).expect("the server answers");
-    String::from_utf8(bytes).expect("answers are ASCII")
-}
-
 /// Reads until the server closes the connection and returns what came.
 pub fn read_to_close(mut stream: &TcpStream) -> String {
     let mut text = String::new();
@@ -91,59 +83,23 @@ pub fn fib(n: u32) -> u64 {
     a
 }
 
-/// Raises this process's soft limit on open files to its hard limit (children inherit it)
-/// and returns the new limit.
-pub fn raise_fd_limit() -> libc::rlim_t {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the rlimit we pass, which lives for the whole call.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(
-        got, 0,
-        "getrlimit(RLIMIT_NOFILE) cannot fail with a valid pointer"
-    );
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: setrlimit only reads the rlimit we pass; raising the soft limit up to the hard
-    // limit is always permitted.
-    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(
-        set, 0,
-        "raising the soft limit to the hard limit is always permitted"
-    );
-    limit.rlim_cur
-}
-
-/// The step03 binary serving in a child process; killed when dropped.
+/// The step03 binary serving in a child process; killed when dropped. Linux only: its one
+/// user reads the child's resident memory from `/proc`.
+#[cfg(target_os = "linux")]
 pub struct ChildServer {
-    child: Child,
+    child: std::process::Child,
     pub addr: SocketAddr,
 }
 
+#[cfg(target_os = "linux")]
 impl ChildServer {
-    /// Starts the step03 binary on a free port, with at most `nofile` open files if given.
-    pub fn start(nofile: Option<u64>) -> ChildServer {
-        let exe = env!("CARGO_BIN_EXE_step03");
-        let mut command = match nofile {
-            // The shell lowers the limit for itself, then becomes the server.
-            Some(nofile) => {
-                let mut command = Command::new("sh");
-                command.args([
-                    "-c",
-                    "ulimit -n \"$1\" && exec \"$0\" --addr 127.0.0.1:0",
-                    exe,
-                    &nofile.to_string(),
-                ]);
-                command
-            }
-            None => {
-                let mut command = Command::new(exe);
-                command.args(["--addr", "127.0.0.1:0"]);
-                command
-            }
-        };
-        let mut child = command
+    /// Starts the step03 binary on a free port.
+    pub fn start() -> ChildServer {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_step03"))
+            .args(["--addr", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -166,19 +122,6 @@ impl ChildServer {
         }
     }
 
-    /// CPU time the child has used so far, in clock ticks (user + system), where `/proc`
-    /// tells.
-    pub fn cpu_ticks(&self) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // The command name (field 2) may hold spaces; utime and stime are fields 14 and 15
-        // of the whole line, the 12th and 13th after the name's closing parenthesis.
-        let after_name = &stat[stat.rfind(')')? + 2..];
-        let mut fields = after_name.split_whitespace().skip(11);
-        let utime: u64 = fields.next()?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        Some(utime + stime)
-    }
-
     /// Resident memory of the child in KiB, where `/proc` tells.
     pub fn resident_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -187,6 +130,7 @@ impl ChildServer {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

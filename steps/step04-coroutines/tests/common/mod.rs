@@ -1,12 +1,8 @@
-//! What the integration tests share: start the server in-process, connect, raise the
-//! open-file limit. Timeouts are safety nets for a stuck server, never assertions.
-
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
+//! What the integration tests share: start the server in-process, connect, ask. Timeouts
+//! are safety nets for a stuck server, never assertions.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -52,72 +48,4 @@ pub fn ask(mut stream: &TcpStream, n: u32) -> String {
         .expect("writing a request");
     // Nothing else is in flight, so this reader cannot read past the answer and lose bytes.
     read_line(&mut BufReader::new(stream))
-}
-
-/// The answer the protocol expects for `n`.
-pub fn expected(n: u32) -> String {
-    shared::fib::fib(n).to_string()
-}
-
-/// Raises the soft limit on open files to the hard limit; returns the new soft limit.
-pub fn raise_fd_limit() -> u64 {
-    let hard = fd_limit().rlim_max;
-    set_soft_fd_limit(hard);
-    hard
-}
-
-/// Sets the soft limit on open files; returns the previous one.
-pub fn set_soft_fd_limit(soft: u64) -> u64 {
-    let mut limit = fd_limit();
-    let previous = limit.rlim_cur;
-    limit.rlim_cur = soft;
-    // SAFETY: setrlimit only reads the rlimit we pass; a soft limit at or below the hard
-    // limit is always permitted.
-    let status = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(status, 0, "setting the open-file limit");
-    previous
-}
-
-fn fd_limit() -> libc::rlimit {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the rlimit we pass, which lives for the whole call.
-    let status = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(status, 0, "reading the open-file limit");
-    limit
-}
-
-/// The server binary running as a child process on a free port; killed when dropped.
-#[derive(Debug)]
-pub struct ChildServer {
-    child: Child,
-    pub addr: SocketAddr,
-}
-
-impl ChildServer {
-    /// Starts `binary` (`env!("CARGO_BIN_EXE_step04")`) on port 0 and reads the address it
-    /// reports on its first line of output.
-    pub fn start(binary: &str) -> ChildServer {
-        let mut child = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the server binary");
-        let stdout = child.stdout.take().expect("stdout was piped above");
-        let line = read_line(&mut BufReader::new(stdout));
-        let addr = line
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"));
-        ChildServer { child, addr }
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
