@@ -65,6 +65,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -136,7 +137,8 @@ impl shared::Server for Server {
 
     // ANCHOR: run
     fn run(self) -> io::Result<()> {
-        let executor = Executor::new();
+        // Shared with the accept loop, a task that spawns the connections' tasks on it.
+        let executor = Arc::new(Executor::new());
         // Makes the listener non-blocking and registers it with async-io's reactor. The
         // reactor is global, so unlike step04 this needs no executor running yet.
         let listener = TcpListener::try_from(self.listener)?;
@@ -157,7 +159,14 @@ impl shared::Server for Server {
             // `async_io::block_on`, not `futures_lite::future::block_on`: when the executor has
             // nothing to run, this thread waits on the reactor itself, as step04's loop did,
             // instead of sleeping while async-io's background thread waits and then wakes it.
-            let served = async_io::block_on(executor.run(accept_loop(&executor, listener, max_n)));
+            //
+            // The accept loop is a task like the connections, and `run` only waits for it.
+            // `run(future)` polls its future again each time any task wakes, and a re-polled
+            // accept tries `accept(2)` again (async-io retries optimistically): given the
+            // accept loop itself, this step made an `accept4` and an `epoll_ctl` per request
+            // and served two fast clients at half step05's rate.
+            let accepting = executor.spawn(accept_loop(Arc::clone(&executor), listener, max_n));
+            let served = async_io::block_on(executor.run(accepting));
             drop(stop);
             served
         })
@@ -168,7 +177,11 @@ impl shared::Server for Server {
 // ANCHOR: accept_loop
 /// Accepts connections and spawns a task for each: step05's loop, on library parts. No pool
 /// to share: `blocking`'s is global.
-async fn accept_loop(executor: &Executor<'_>, listener: TcpListener, max_n: u32) -> io::Result<()> {
+async fn accept_loop(
+    executor: Arc<Executor<'static>>,
+    listener: TcpListener,
+    max_n: u32,
+) -> io::Result<()> {
     loop {
         match listener.accept().await {
             // `spawn` returns a handle to the task's result, and dropping that handle would
