@@ -39,11 +39,10 @@
 //!
 //! **What to observe:** a slow client no longer stalls the fast ones. While its fib(40)
 //! computes on a worker, the fast client's answers keep coming within tens of microseconds,
-//! as before it started, and so do its requests per second while a core is free for the
-//! worker (on the 2-core machine of the results table: 36,073 req/s beside one slow client,
-//! 34,817 alone). Two slow clients compute in parallel on two cores, each as fast as one
-//! alone; now the workers and the loop share the cores, and the fast client's rate drops
-//! (there, by about a sixth).
+//! as before it started. Its requests per second drop only by what the worker takes from the
+//! loop and the client: on a two-core machine one slow client costs the fast one a share of a
+//! core (compare the results table's `fast+slow: fast` with `1 fast`). Two slow clients
+//! compute in parallel on two cores, each as fast as one alone.
 //! Answers on each connection still come in request order: the handler awaits an offloaded
 //! answer before it looks at the next line, so a connection waits for its own fib(40), and
 //! nobody else does.

@@ -46,11 +46,9 @@
 //!
 //! **What to observe:** step05's behaviour: the libraries do what we did by hand, with more
 //! care for the corner cases, but no new idea. The fast clients keep being answered while the
-//! slow one computes. Not step05's numbers, though: in the committed results step06 answers
-//! fewer requests per second (about half of step05's with two fast clients, its one thread
-//! busy all the time). The libraries are general (a reactor that any thread may drive, an
-//! executor ready for many threads), and generality costs something per request: finding
-//! where (`perf record -g`) is a good exercise. Then try `--threads $(nproc)` against `--conns 64`:
+//! slow one computes, and the numbers are step05's, give or take. They were not at first:
+//! `run` explains the trap (the future given to `Executor::run` is polled at every wake-up),
+//! which cost half of step05's rate with two fast clients. Then try `--threads $(nproc)` against `--conns 64`:
 //! the I/O itself now spreads over the cores. How much that pays depends on the cores to
 //! spare: the clients need some too, and on the 2-core machine this was written on the gain
 //! went from nothing to a third. One fast client gains nothing and may lose: its task hops

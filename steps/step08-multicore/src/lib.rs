@@ -56,8 +56,8 @@
 //! step09 (tokio, 2 workers)  114k req/s   1.81M req/s
 //! ```
 //!
-//! (Runs differ by a fifth on a shared machine: in the committed results table step08 is
-//! ahead of step09 in both columns.)
+//! (Runs differ by a fifth on a shared machine; compare the committed results table, where
+//! step08 and step09 come out within that of each other.)
 //!
 //! One ring beats two here. The load generator needs a core too, so two ring threads and
 //! the client take turns on two cores, and each completion that wakes a ring thread

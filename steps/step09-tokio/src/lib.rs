@@ -40,10 +40,9 @@
 //! **What to observe:** step09 is the bar the results table holds the other steps to. The
 //! slow client does not hold the fast ones up. Against step06 with `--threads $(nproc)`, the
 //! same design on another runtime, the difference is engineering alone: on the 2-core machine
-//! this was written on, tokio answered one fast client about twice as fast, and 64 fast
-//! clients 1.2 to 1.5 times as fast. step08 may beat it: completion-based I/O on a ring per core
-//! saves system calls that readiness must make (`strace -c -f` counts three per request here:
-//! `epoll_wait`, `recvfrom`, `sendto`).
+//! this was written on, tokio answered one fast client 1.5 to 2 times as fast. step08 may
+//! beat it: completion-based I/O on a ring per core saves system calls that readiness must
+//! make (`strace -c -f` counts three per request here: `epoll_wait`, `recvfrom`, `sendto`).
 //!
 //! **Where to go next:**
 //!
