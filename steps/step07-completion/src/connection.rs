@@ -9,9 +9,9 @@
 //! - `requests` (the line buffer) belongs to the kernel while a `recv` is in flight: the
 //!   kernel writes into its spare space at a moment of its choosing. We do not frame, compact
 //!   or even look at it until the `recv` completes.
-//! - `sending` belongs to the kernel while a `send` is in flight: appending to it could move
-//!   it (a `Vec` reallocates as it grows) and the kernel would read freed memory. Answers
-//!   computed meanwhile go to `queued`, which is ours.
+//! - the [`Outbox`]'s `sending` belongs to the kernel while a `send` is in flight: appending
+//!   to it could move it (a `Vec` reallocates as it grows) and the kernel would read freed
+//!   memory. Answers computed meanwhile go to its `queued`, which is ours.
 //! - A connection that must close while operations are in flight (the client reset it, say)
 //!   cannot simply be dropped: the kernel would write into freed memory, or a new connection
 //!   given the same slab key or file descriptor number would receive the old one's
@@ -74,17 +74,12 @@ pub struct Connection {
     stream: TcpStream,
     /// Bytes received, framed into request lines. The kernel's while `recv_in_flight`.
     requests: LineBuffer,
-    /// Answers not handed to the kernel yet. Always ours.
-    queued: Vec<u8>,
-    /// The answers of the current send. The kernel's while `send_in_flight`.
-    sending: Vec<u8>,
-    /// How many bytes of `sending` the kernel has sent so far.
-    sent: usize,
+    /// Answers, and the send in flight: partly the kernel's, see [`Outbox`].
+    outbox: Outbox,
     /// Where discarded bytes go while lingering. The kernel's while `recv_in_flight` then.
     sink: Vec<u8>,
     state: State,
     recv_in_flight: bool,
-    send_in_flight: bool,
     /// Closing asked the kernel to cancel the operations in flight (once is enough).
     cancel_asked: bool,
     cancel_in_flight: bool,
@@ -97,13 +92,10 @@ impl Connection {
         Connection {
             stream,
             requests: LineBuffer::new(),
-            queued: Vec::new(),
-            sending: Vec::new(),
-            sent: 0,
+            outbox: Outbox::default(),
             sink: Vec::new(),
             state: State::Reading,
             recv_in_flight: false,
-            send_in_flight: false,
             cancel_asked: false,
             cancel_in_flight: false,
         }
@@ -126,17 +118,10 @@ impl Connection {
         }
     }
 
-    /// A send completed: the kernel took `result` bytes of `sending`, or failed.
+    /// A send completed: the kernel took `result` bytes of the outbox, or failed.
     pub fn on_sent(&mut self, result: i32) {
-        self.send_in_flight = false;
-        if self.state == State::Closing {
-            return;
-        }
-        match result {
-            // A partial send is normal (the socket's send buffer had room for that much);
-            // `send_answers` resubmits the rest. Zero bytes would never make progress.
-            1.. => self.sent += result as usize,
-            _ => self.state = State::Closing,
+        if !self.outbox.on_sent(result) {
+            self.state = State::Closing;
         }
     }
 
@@ -168,9 +153,9 @@ impl Connection {
         self.send_answers(key, ring)?;
         // `send_answers` submits whenever there is anything to send: no send in flight means
         // every answer has been sent.
-        let all_sent = !self.send_in_flight;
+        let all_sent = !self.outbox.in_flight();
         match self.state {
-            State::Reading if !self.recv_in_flight && self.unsent() < OUTPUT_LIMIT => {
+            State::Reading if !self.recv_in_flight && self.outbox.unsent() < OUTPUT_LIMIT => {
                 self.receive(key, ring)?;
             }
             State::Finishing if all_sent => return Ok(Status::Closed),
@@ -199,22 +184,17 @@ impl Connection {
     /// fib runs right here, on the ring's only thread: while it computes fib(40) for one
     /// client, no completion of any other client is handled.
     fn answer_requests(&mut self, max_n: u32) -> Flow {
-        while self.unsent() < OUTPUT_LIMIT {
+        while self.outbox.unsent() < OUTPUT_LIMIT {
             let Some(frame) = self.requests.next_frame() else {
                 break;
             };
-            if protocol::answer(frame, max_n, &mut self.queued) == Flow::Close {
+            if protocol::answer(frame, max_n, self.outbox.queue()) == Flow::Close {
                 return Flow::Close;
             }
         }
         Flow::Continue
     }
     // ANCHOR_END: answer_requests
-
-    /// Bytes of answers not yet sent: the rest of the send in flight, and what queued behind.
-    fn unsent(&self) -> usize {
-        self.sending.len() - self.sent + self.queued.len()
-    }
 
     // ANCHOR: receive
     /// Submits a receive into the spare space of the line buffer.
@@ -238,44 +218,16 @@ impl Connection {
     }
     // ANCHOR_END: receive
 
-    // ANCHOR: partial_send
     /// Submits the answers that wait, unless a send is already in flight.
-    ///
-    /// The bookkeeping of partial sends, derived rather than copied: `sending[..sent]` has
-    /// gone; a send completing with k bytes moves `sent` on by k, and the next send offers
-    /// `sending[sent..]`, the rest, from offset `sent`. Answers computed while a send was in
-    /// flight were appended to `queued`, not to `sending`, so they go after that rest: once
-    /// `sending` has gone entirely, the two buffers swap (no copy, and both keep their
-    /// capacity for the next round).
     fn send_answers(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        if self.send_in_flight {
-            return Ok(());
+        // SAFETY: the outbox and the socket belong to this connection, which stays in the
+        // slab, socket open, until this send's completion has arrived (`Status::Closed` needs
+        // the outbox not `in_flight`).
+        unsafe {
+            self.outbox
+                .send(Fd(self.stream.as_raw_fd()), Token::Send(key).into(), ring)
         }
-        if self.sent == self.sending.len() {
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.queued);
-        }
-        if self.sending.is_empty() {
-            return Ok(());
-        }
-        let rest = &self.sending[self.sent..];
-        let entry = opcode::Send::new(
-            Fd(self.stream.as_raw_fd()),
-            rest.as_ptr(),
-            u32::try_from(rest.len()).unwrap_or(u32::MAX),
-        )
-        .build()
-        .user_data(Token::Send(key).into());
-        // SAFETY: `rest` is inside the heap allocation of `self.sending`, owned by this
-        // connection, which stays in the slab, socket open, until this send completes. While
-        // `send_in_flight` is set nothing appends to, clears or swaps `sending` (new answers
-        // go to `queued`), so the allocation neither moves nor changes.
-        unsafe { ring.push(&entry)? };
-        self.send_in_flight = true;
-        Ok(())
     }
-    // ANCHOR_END: partial_send
 
     /// Submits a receive whose bytes are thrown away (lingering after a line too long).
     fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
@@ -304,7 +256,7 @@ impl Connection {
     /// could be reused by the next accepted connection and the cancellation would hit that
     /// one.
     fn close(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
-        if !self.recv_in_flight && !self.send_in_flight && !self.cancel_in_flight {
+        if !self.recv_in_flight && !self.outbox.in_flight() && !self.cancel_in_flight {
             // Dropping the connection closes its socket and frees its buffers.
             return Ok(Status::Closed);
         }
@@ -323,3 +275,95 @@ impl Connection {
     }
     // ANCHOR_END: close
 }
+
+// ANCHOR: partial_send
+/// Answers on their way to the client: the bytes of the send in flight, and the answers made
+/// while it is.
+///
+/// The bookkeeping of partial sends, derived rather than copied: `sending[..sent]` has gone;
+/// a send completing with k bytes moves `sent` on by k, and the next send offers
+/// `sending[sent..]`, the rest, from offset `sent`. Answers computed while a send was in
+/// flight were appended to `queued`, not to `sending`, so they go after that rest: once
+/// `sending` has gone entirely, the two buffers swap (no copy, and both keep their capacity
+/// for the next round).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Answers not handed to the kernel yet. Always ours.
+    queued: Vec<u8>,
+    /// The answers of the current send. The kernel's while `in_flight`.
+    sending: Vec<u8>,
+    /// How many bytes of `sending` the kernel has sent so far.
+    sent: usize,
+    in_flight: bool,
+}
+
+impl Outbox {
+    /// Where new answers go, behind everything already in the outbox.
+    pub fn queue(&mut self) -> &mut Vec<u8> {
+        &mut self.queued
+    }
+
+    /// Bytes of answers not yet sent: the rest of the send in flight, and what queued behind.
+    pub fn unsent(&self) -> usize {
+        self.sending.len() - self.sent + self.queued.len()
+    }
+
+    /// Whether the kernel holds a send from this outbox.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// A send completed with `result`: true if the kernel took bytes, false if it failed.
+    pub fn on_sent(&mut self, result: i32) -> bool {
+        self.in_flight = false;
+        match result {
+            // A partial send is normal (the socket's send buffer had room for that much);
+            // `send` resubmits the rest. Zero bytes would never make progress.
+            1.. => {
+                self.sent += result as usize;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ANCHOR: send
+    /// Submits a send of the answers that wait on `socket`, whose completion carries
+    /// `user_data`, unless a send is already in flight or nothing waits.
+    ///
+    /// # Safety
+    ///
+    /// The outbox must not be dropped, and `socket` must stay open, until the send's
+    /// completion has arrived and been given to [`on_sent`](Self::on_sent) (while
+    /// [`in_flight`](Self::in_flight) says so).
+    pub unsafe fn send(&mut self, socket: Fd, user_data: u64, ring: &mut Ring) -> io::Result<()> {
+        if self.in_flight {
+            return Ok(());
+        }
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.queued);
+        }
+        if self.sending.is_empty() {
+            return Ok(());
+        }
+        let rest = &self.sending[self.sent..];
+        let entry = opcode::Send::new(
+            socket,
+            rest.as_ptr(),
+            u32::try_from(rest.len()).unwrap_or(u32::MAX),
+        )
+        .build()
+        .user_data(user_data);
+        // SAFETY: `rest` is inside the heap allocation of `sending`. While `in_flight` is set
+        // nothing appends to, clears or swaps `sending` (new answers go to `queued`), so the
+        // allocation neither moves nor changes, and our caller keeps it and the socket alive
+        // until the completion.
+        unsafe { ring.push(&entry)? };
+        self.in_flight = true;
+        Ok(())
+    }
+    // ANCHOR_END: send
+}
+// ANCHOR_END: partial_send

@@ -26,6 +26,7 @@ use io_uring::types::{CancelBuilder, Fd};
 use shared::fib::fib;
 use shared::protocol::{Flow, Frame, LineBuffer, MAX_LINE, ProtocolError};
 use shared::protocol::{parse_request, write_answer, write_error};
+use step07::connection::Outbox;
 use step07::ring::Ring;
 
 use crate::pool::Offload;
@@ -41,8 +42,10 @@ pub const INLINE_MAX_N: u32 = 20;
 // ANCHOR_END: threshold
 
 /// How many bytes of answers a connection may hold for a client that is not reading them
-/// before it stops receiving (step07's bound).
-pub const OUTPUT_LIMIT: usize = 64 * 1024;
+/// before it stops receiving: step07's bound.
+pub use step07::connection::OUTPUT_LIMIT;
+/// What the worker should do with a connection after one of its completions: step07's.
+pub use step07::connection::Status;
 
 /// How many answers from the pool one connection may have in line (computing, or computed
 /// and waiting for an earlier one) before it stops receiving: one client pipelining fib(45)
@@ -68,15 +71,6 @@ enum State {
     Lingering,
     /// Done, or broken: waiting for every operation and fib in flight to come back.
     Closing,
-}
-
-/// What the worker should do with a connection after one of its completions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Keep it.
-    Open,
-    /// Drop it: nothing in flight names it.
-    Closed,
 }
 
 // ANCHOR: waiting
@@ -110,12 +104,8 @@ pub struct Connection {
     requests: LineBuffer,
     /// Received bytes not framed yet because the connection was over its bounds.
     unread: Vec<u8>,
-    /// Answers ready to go, in order, not handed to the kernel yet.
-    queued: Vec<u8>,
-    /// The answers of the current send: the kernel's while `send_in_flight`.
-    sending: Vec<u8>,
-    /// How many bytes of `sending` have gone.
-    sent: usize,
+    /// Answers ready to go, in order, and the send in flight: step07's partial sends.
+    outbox: Outbox,
     /// Answers waiting for fibs on the pool, oldest first; empty unless one is computing.
     waiting: VecDeque<Waiting>,
     /// The place in line of `waiting[0]`, counting from 0 and wrapping at 256; the pool's
@@ -126,8 +116,7 @@ pub struct Connection {
     state: State,
     /// In flight: the multishot receive (armed until a completion without `F_MORE`), ...
     recv_armed: bool,
-    /// ... a send, cancellations, fibs on the pool.
-    send_in_flight: bool,
+    /// ... cancellations, fibs on the pool (and the outbox's send).
     cancels_in_flight: u32,
     computing: usize,
     /// We asked the armed receive to stop (pausing); cleared when it ends.
@@ -145,15 +134,12 @@ impl Connection {
             stream,
             requests: LineBuffer::with_capacity(LINE_BUFFER),
             unread: Vec::new(),
-            queued: Vec::new(),
-            sending: Vec::new(),
-            sent: 0,
+            outbox: Outbox::default(),
             waiting: VecDeque::new(),
             first_seq: 0,
             waiting_bytes: 0,
             state: State::Reading,
             recv_armed: false,
-            send_in_flight: false,
             cancels_in_flight: 0,
             computing: 0,
             recv_stopping: false,
@@ -202,13 +188,8 @@ impl Connection {
 
     /// A send completed with `result` bytes, or failed (step07's bookkeeping).
     pub fn on_sent(&mut self, result: i32) {
-        self.send_in_flight = false;
-        if self.state == State::Closing {
-            return;
-        }
-        match result {
-            1.. => self.sent += result as usize,
-            _ => self.state = State::Closing,
+        if !self.outbox.on_sent(result) {
+            self.state = State::Closing;
         }
     }
 
@@ -237,8 +218,9 @@ impl Connection {
                 .pop_front()
                 .map(|first| first.then)
                 .unwrap_or_default();
-            write_answer(&mut self.queued, value);
-            self.queued.extend_from_slice(&then);
+            let queued = self.outbox.queue();
+            write_answer(queued, value);
+            queued.extend_from_slice(&then);
             self.waiting_bytes -= then.len();
             self.first_seq = self.first_seq.wrapping_add(1);
         }
@@ -273,7 +255,7 @@ impl Connection {
             self.unread.drain(..used);
         }
         self.send_answers(key, cx)?;
-        let all_sent = !self.send_in_flight && self.waiting.is_empty();
+        let all_sent = !self.outbox.in_flight() && self.waiting.is_empty();
         match self.state {
             State::Reading | State::Lingering => self.keep_receiving(key, cx)?,
             State::Finishing if all_sent && self.idle() => return Ok(Status::Closed),
@@ -312,14 +294,14 @@ impl Connection {
 
     /// Whether the connection is over its bounds and must not take more input.
     fn paused(&self) -> bool {
-        let unsent = self.sending.len() - self.sent + self.queued.len() + self.waiting_bytes;
-        unsent >= OUTPUT_LIMIT || self.waiting.len() >= OFFLOAD_LIMIT
+        self.outbox.unsent() + self.waiting_bytes >= OUTPUT_LIMIT
+            || self.waiting.len() >= OFFLOAD_LIMIT
     }
 
     /// Whether nothing in flight names this connection.
     fn idle(&self) -> bool {
         !self.recv_armed
-            && !self.send_in_flight
+            && !self.outbox.in_flight()
             && self.cancels_in_flight == 0
             && self.computing == 0
     }
@@ -389,7 +371,7 @@ impl Connection {
                 write(&mut last.then);
                 self.waiting_bytes += last.then.len() - before;
             }
-            None => write(&mut self.queued),
+            None => write(self.outbox.queue()),
         }
     }
 
@@ -443,34 +425,18 @@ impl Connection {
         Ok(())
     }
 
-    /// step07's partial-send bookkeeping, unchanged: send `sending[sent..]`; answers made
-    /// meanwhile wait in `queued` and follow.
+    /// Submits the answers that wait, unless a send is already in flight: step07's outbox.
     fn send_answers(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
-        if self.send_in_flight {
-            return Ok(());
+        // SAFETY: the outbox and the socket belong to this connection, which stays in the
+        // slab, socket open, until this send's completion has arrived (`idle` needs the
+        // outbox not `in_flight`).
+        unsafe {
+            self.outbox.send(
+                Fd(self.stream.as_raw_fd()),
+                Token::Send(key).into(),
+                cx.ring,
+            )
         }
-        if self.sent == self.sending.len() {
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.queued);
-        }
-        if self.sending.is_empty() {
-            return Ok(());
-        }
-        let rest = &self.sending[self.sent..];
-        let entry = opcode::Send::new(
-            Fd(self.stream.as_raw_fd()),
-            rest.as_ptr(),
-            u32::try_from(rest.len()).unwrap_or(u32::MAX),
-        )
-        .build()
-        .user_data(Token::Send(key).into());
-        // SAFETY: `rest` is inside the heap allocation of `self.sending`, which nothing
-        // touches while `send_in_flight` is set; the connection, socket open, stays in the
-        // slab until the send completes.
-        unsafe { cx.ring.push(&entry)? };
-        self.send_in_flight = true;
-        Ok(())
     }
 
     /// Closes at once if nothing is in flight, otherwise after cancelling what is (step07),
@@ -479,7 +445,7 @@ impl Connection {
         if self.idle() {
             return Ok(Status::Closed);
         }
-        if !self.close_asked && (self.recv_armed || self.send_in_flight) {
+        if !self.close_asked && (self.recv_armed || self.outbox.in_flight()) {
             let entry =
                 opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.stream.as_raw_fd())).all())
                     .build()

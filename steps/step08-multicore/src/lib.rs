@@ -5,7 +5,8 @@
 //! back to the asking ring as completions.
 //!
 //! **What changed since step07:** step07's loop, once per core (`--threads`, default one per
-//! core). Each core is a [`worker`] running step07's `Ring` (reused, unchanged) with:
+//! core). Each core is a [`worker`] running step07's `Ring` and sending through step07's
+//! `Outbox` (both reused, unchanged), with:
 //!
 //! - **its own listener.** Every core listens on the same port with `SO_REUSEPORT`, and the
 //!   kernel spreads incoming connections over the listeners. No acceptor thread, no queue of
