@@ -33,6 +33,15 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 ///
 /// When the step cannot bind: every check needs a server.
 pub fn start<S: Server + 'static>() -> SocketAddr {
+    try_start::<S>().unwrap_or_else(|error| panic!("the step could not bind: {error}"))
+}
+
+/// [`start`], returning the step's error when it cannot bind.
+///
+/// # Errors
+///
+/// What the step's `bind` returned.
+pub fn try_start<S: Server + 'static>() -> io::Result<SocketAddr> {
     let (bound, address) = mpsc::channel();
     thread::Builder::new()
         .name("server-under-test".into())
@@ -53,7 +62,43 @@ pub fn start<S: Server + 'static>() -> SocketAddr {
     address
         .recv()
         .expect("the server thread reports its address before anything else")
-        .unwrap_or_else(|error| panic!("the step could not bind: {error}"))
+}
+
+/// The own test of a step that needs io_uring (step07, step08): starts it and asks fib(10).
+///
+/// Where io_uring is refused (`unavailable` says so of the bind error), the suite's checks
+/// would only say that the step could not bind; this says why, in a banner written past the
+/// test harness's capture, and fails when `WORKBOOK_REQUIRE_IO_URING` is set (CI sets it, so
+/// that a machine without io_uring cannot pass by skipping the step).
+///
+/// # Panics
+///
+/// When the step does not answer, or cannot bind for another reason.
+pub fn io_uring_serves_a_request<S: Server + 'static>(
+    step: &str,
+    unavailable: fn(&io::Error) -> bool,
+) {
+    let addr = match try_start::<S>() {
+        Ok(addr) => addr,
+        Err(error) if unavailable(&error) => {
+            let rule = "=".repeat(78);
+            let _ = writeln!(
+                io::stderr(),
+                "\n{rule}\n  {step} NOT TESTED: {error}\n  (the conformance suite's {step}:: \
+                 checks do not start either)\n{rule}\n"
+            );
+            if std::env::var_os("WORKBOOK_REQUIRE_IO_URING").is_some() {
+                panic!("WORKBOOK_REQUIRE_IO_URING is set and io_uring is not available: {error}");
+            }
+            return;
+        }
+        Err(error) => panic!("{step} could not bind: {error}"),
+    };
+    assert_eq!(
+        Client::connect(addr).ask("10"),
+        "55",
+        "{step} answers fib(10)"
+    );
 }
 
 /// One client connection speaking the protocol, with a safety-net read timeout.
