@@ -36,17 +36,36 @@ pub fn start<S: Server + 'static>() -> SocketAddr {
     try_start::<S>().unwrap_or_else(|error| panic!("the step could not bind: {error}"))
 }
 
+/// [`start`] with the step's own options instead of their defaults (a number of threads,
+/// say), for a step's tests of what those options change.
+///
+/// # Panics
+///
+/// When the step cannot bind: every check needs a server.
+pub fn start_with<S: Server + 'static>(options: S::Options) -> SocketAddr {
+    try_start_with::<S>(options).unwrap_or_else(|error| panic!("the step could not bind: {error}"))
+}
+
 /// [`start`], returning the step's error when it cannot bind.
 ///
 /// # Errors
 ///
 /// What the step's `bind` returned.
 pub fn try_start<S: Server + 'static>() -> io::Result<SocketAddr> {
+    try_start_with::<S>(S::Options::default())
+}
+
+/// [`start_with`], returning the step's error when it cannot bind.
+///
+/// # Errors
+///
+/// What the step's `bind` returned.
+pub fn try_start_with<S: Server + 'static>(options: S::Options) -> io::Result<SocketAddr> {
     let (bound, address) = mpsc::channel();
     thread::Builder::new()
         .name("server-under-test".into())
         .spawn(move || {
-            let server = match S::bind(&Config::ephemeral(), &S::Options::default()) {
+            let server = match S::bind(&Config::ephemeral(), &options) {
                 Ok(server) => server,
                 Err(error) => {
                     let _ = bound.send(Err(error));

@@ -1,24 +1,39 @@
 //! Backpressure: a client that sends requests but does not read its answers must not make
 //! the server block, buffer without bound, or lose anybody's answers.
 
-mod common;
-
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 #[cfg(target_os = "linux")]
-use common::ChildServer;
-use common::{ask, connect, fib, start};
+use conformance::child::ChildServer;
+use conformance::{Client, expected};
 
 const CHUNK: usize = 64 * 1024;
 
+/// Starts step03 on a free loopback port, serving on its own thread until the test ends.
+fn start() -> SocketAddr {
+    conformance::start::<::step03::Server>()
+}
+
+/// Not a test: the entry point of the child process that `ChildServer::start("step03", ..)`
+/// starts (see `conformance::child`). It returns at once unless this process was started as
+/// that child.
+#[cfg(target_os = "linux")]
+mod step03 {
+    #[test]
+    #[ignore = "entry point of a child server process, started by another test"]
+    fn child_process_entry() {
+        conformance::child::child_entry::<::step03::Server>("step03");
+    }
+}
+
 /// A client sending `1\n` requests from a thread of its own, without reading the answers.
 struct Flood {
-    stream: TcpStream,
+    client: Client,
     requests: usize,
     writer: JoinHandle<()>,
     /// Bytes the socket has taken so far.
@@ -27,10 +42,13 @@ struct Flood {
 
 impl Flood {
     fn start(addr: SocketAddr, requests: usize) -> Flood {
-        let stream = connect(addr);
+        let client = Client::connect(addr);
         let sent = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let mut stream = stream.try_clone().expect("duplicating a socket descriptor");
+            let mut stream = client
+                .stream()
+                .try_clone()
+                .expect("duplicating a socket descriptor");
             let sent = Arc::clone(&sent);
             thread::spawn(move || {
                 // Once the server stops reading (because nobody reads its answers), this
@@ -44,7 +62,7 @@ impl Flood {
             })
         };
         Flood {
-            stream,
+            client,
             requests,
             writer,
             sent,
@@ -65,7 +83,7 @@ impl Flood {
     /// Starts reading: every answer must arrive, in order.
     fn read_every_answer(self) {
         let Flood {
-            mut stream,
+            client,
             requests,
             writer,
             ..
@@ -73,7 +91,10 @@ impl Flood {
         let mut buffer = vec![0u8; CHUNK];
         let mut received = 0;
         while received < 2 * requests {
-            let n = stream.read(&mut buffer).expect("the server answers");
+            let n = client
+                .stream()
+                .read(&mut buffer)
+                .expect("the server answers");
             assert_ne!(n, 0, "the server closed after {received} bytes");
             // The answers are `1\n` pairs; `received` tells where this read starts in them.
             for (offset, byte) in buffer[..n].iter().enumerate() {
@@ -93,9 +114,9 @@ fn a_client_that_does_not_read_holds_up_nobody_and_loses_nothing() {
     let flood = Flood::start(addr, 5_000_000); // 10 MB of requests
     flood.wait_until_started();
 
-    let other = connect(addr);
+    let mut other = Client::connect(addr);
     for n in 0..200 {
-        assert_eq!(ask(&other, n % 30), fib(n % 30).to_string());
+        assert_eq!(other.ask(&(n % 30).to_string()), expected(n % 30));
     }
 
     flood.read_every_answer();
@@ -107,7 +128,7 @@ fn a_client_that_does_not_read_holds_up_nobody_and_loses_nothing() {
 fn a_client_that_does_not_read_costs_the_server_bounded_memory() {
     // 32 MB of requests, 32 MB of answers: far more than the kernel buffers on the way, so
     // a server without a bound would hold most of the answers itself.
-    let server = ChildServer::start();
+    let server = ChildServer::start("step03", None);
     let before = server.resident_kib();
     let flood = Flood::start(server.addr, 16 << 20);
 
@@ -129,7 +150,7 @@ fn a_client_that_does_not_read_costs_the_server_bounded_memory() {
             "the server grew by {grown} KiB for a client that does not read"
         );
     }
-    assert_eq!(ask(&connect(server.addr), 20), "6765");
+    assert_eq!(Client::connect(server.addr).ask("20"), "6765");
 
     flood.read_every_answer();
 }

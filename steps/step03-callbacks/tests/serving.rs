@@ -3,29 +3,40 @@
 //! half-close and lingering after a line too long. The protocol's framing, pipelining,
 //! half-close, bad input and rude clients are checked there.
 
-mod common;
+use std::net::SocketAddr;
 
-use common::{connect, half_close, read_to_close, send, start};
+use conformance::{Client, PATIENCE};
+
+/// Starts step03 on a free loopback port, serving on its own thread until the test ends.
+fn start() -> SocketAddr {
+    conformance::start::<step03::Server>()
+}
 
 #[test]
 fn half_close_after_many_pipelined_requests_gets_them_all() {
     let addr = start();
-    let client = connect(addr);
+    let mut client = Client::connect(addr);
+    // We write all 300 KB before reading an answer: a server that stops reading for good
+    // fails the test at this write instead of hanging it.
+    client
+        .stream()
+        .set_write_timeout(Some(PATIENCE))
+        .expect("a timeout of 60 s is valid");
     // Far more answers than OUTPUT_LIMIT: the connection pauses and resumes before it sees
     // the end of input, and must still answer everything.
-    send(&client, &b"20\n".repeat(100_000));
-    half_close(&client);
-    assert_eq!(read_to_close(&client), "6765\n".repeat(100_000));
+    client.send(&b"20\n".repeat(100_000));
+    client.half_close();
+    assert_eq!(client.read_to_close(), "6765\n".repeat(100_000));
 }
 
 #[test]
 fn a_line_too_long_is_answered_then_the_server_closes() {
     let addr = start();
-    let client = connect(addr);
+    let mut client = Client::connect(addr);
     // The client goes on sending after the long line: the server must still let it read the
     // error (no reset destroying it) and then end the stream.
-    send(&client, b"3\n");
-    send(&client, &[b'7'; 200]);
-    send(&client, &b"\n4\n".repeat(1000));
-    assert_eq!(read_to_close(&client), "2\nerror: line too long\n");
+    client.send(b"3\n");
+    client.send(&[b'7'; 200]);
+    client.send(&b"\n4\n".repeat(1000));
+    assert_eq!(client.read_to_close(), "2\nerror: line too long\n");
 }

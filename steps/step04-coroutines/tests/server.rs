@@ -4,26 +4,27 @@
 //! bad input, vanishing clients, 2,000 and 10,000 connections and running out of descriptors
 //! are checked there.
 
-mod common;
-
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::{ask, connect, start};
+use conformance::Client;
+
+/// Starts step04 on a free loopback port, serving on its own thread until the test ends.
+fn start() -> SocketAddr {
+    conformance::start::<step04::Server>()
+}
 
 #[test]
 fn a_line_too_long_gets_an_error_then_a_close() {
     let addr = start();
-    let mut stream = connect(addr);
+    let mut client = Client::connect(addr);
     // No newline at all: the server must not wait for one. And more bytes than it reads
     // before answering, so it has unread input to drain when it closes.
-    stream.write_all(&[b'7'; 10_000]).unwrap();
-    let mut rest = String::new();
-    stream.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "error: line too long\n");
+    client.send(&[b'7'; 10_000]);
+    assert_eq!(client.read_to_close(), "error: line too long\n");
 }
 
 #[test]
@@ -32,10 +33,10 @@ fn a_client_that_always_has_a_request_waiting_does_not_keep_the_thread() {
     // A greedy client: one thread writes requests without pause, another reads the answers,
     // so whenever the server reads this connection, more requests are waiting. A handler
     // that never has to wait never yields unless it chooses to.
-    let mut greedy = connect(addr);
+    let greedy = Client::connect(addr);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (mut greedy, stop) = (greedy.try_clone().unwrap(), Arc::clone(&stop));
+        let (mut greedy, stop) = (greedy.stream().try_clone().unwrap(), Arc::clone(&stop));
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if greedy.write_all(&b"18\n".repeat(100)).is_err() {
@@ -45,17 +46,17 @@ fn a_client_that_always_has_a_request_waiting_does_not_keep_the_thread() {
         })
     };
     // Wait until the server is busy with it, answering.
-    greedy.read_exact(&mut [0; 10_000]).unwrap();
+    greedy.stream().read_exact(&mut [0; 10_000]).unwrap();
     let reader = {
-        let greedy = greedy.try_clone().unwrap();
+        let greedy = greedy.stream().try_clone().unwrap();
         thread::spawn(move || io::copy(&mut &greedy, &mut io::sink()))
     };
 
     // Another client is still served.
-    assert_eq!(ask(&connect(addr), 1), "1");
+    assert_eq!(Client::connect(addr).ask("1"), "1");
 
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    greedy.shutdown(Shutdown::Both).unwrap();
+    greedy.stream().shutdown(Shutdown::Both).unwrap();
     let _ = reader.join().unwrap();
 }

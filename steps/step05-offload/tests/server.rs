@@ -5,21 +5,24 @@
 //! request answered while fib(42) computes, 2,000 and 10,000 connections and running out of
 //! descriptors are checked there.
 
-mod common;
-
-use std::io::{self, BufReader, Read, Write};
-use std::net::Shutdown;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::{ask, connect, expected, read_line, start};
+use conformance::{Client, expected};
 use step05::OFFLOAD_FROM_N;
+
+/// Starts step05 on a free loopback port, serving on its own thread until the test ends.
+fn start() -> SocketAddr {
+    conformance::start::<step05::Server>()
+}
 
 #[test]
 fn inline_and_offloaded_answers_of_a_pipeline_come_back_in_order() {
     let addr = start();
-    let mut stream = connect(addr);
+    let mut client = Client::connect(addr);
     let mut requests = String::new();
     let mut want = String::new();
     for i in 0..300u32 {
@@ -32,22 +35,20 @@ fn inline_and_offloaded_answers_of_a_pipeline_come_back_in_order() {
         requests.push_str(&format!("{n}\n"));
         want.push_str(&format!("{}\n", expected(n)));
     }
-    stream.write_all(requests.as_bytes()).unwrap();
+    client.send(requests.as_bytes());
     let mut got = vec![0; want.len()];
-    stream.read_exact(&mut got).unwrap();
+    client.stream().read_exact(&mut got).unwrap();
     assert_eq!(String::from_utf8(got).unwrap(), want);
 }
 
 #[test]
 fn a_half_close_gets_every_answer_offloaded_ones_too() {
     let addr = start();
-    let mut stream = connect(addr);
-    stream.write_all(b"25\n3\n30\nabc\n7").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut rest = String::new();
-    stream.read_to_string(&mut rest).unwrap();
+    let mut client = Client::connect(addr);
+    client.send(b"25\n3\n30\nabc\n7");
+    client.half_close();
     assert_eq!(
-        rest,
+        client.read_to_close(),
         format!(
             "{}\n2\n{}\nerror: not a number\n",
             expected(25),
@@ -59,13 +60,14 @@ fn a_half_close_gets_every_answer_offloaded_ones_too() {
 #[test]
 fn a_line_too_long_after_an_offloaded_request() {
     let addr = start();
-    let mut stream = connect(addr);
+    let mut client = Client::connect(addr);
     let mut input = b"28\n".to_vec();
     input.extend_from_slice(&[b'7'; 10_000]);
-    stream.write_all(&input).unwrap();
-    let mut rest = String::new();
-    stream.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, format!("{}\nerror: line too long\n", expected(28)));
+    client.send(&input);
+    assert_eq!(
+        client.read_to_close(),
+        format!("{}\nerror: line too long\n", expected(28))
+    );
 }
 
 #[test]
@@ -73,23 +75,21 @@ fn a_client_that_leaves_while_its_fib_computes_ends_only_its_task() {
     let addr = start();
     for _ in 0..20 {
         // The worker finishes and wakes a task that is gone: the wake is ignored.
-        connect(addr).write_all(b"27\n").unwrap();
+        Client::connect(addr).send(b"27\n");
     }
-    assert_eq!(ask(&connect(addr), 26), expected(26));
+    assert_eq!(Client::connect(addr).ask("26"), expected(26));
 }
 
 #[test]
 fn many_connections_offloading_at_once_are_each_answered() {
     let addr = start();
-    let streams: Vec<_> = (0..200).map(|_| connect(addr)).collect();
-    for (i, mut stream) in streams.iter().enumerate() {
-        stream
-            .write_all(format!("{}\n", OFFLOAD_FROM_N + i as u32 % 6).as_bytes())
-            .unwrap();
+    let mut clients: Vec<_> = (0..200).map(|_| Client::connect(addr)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(format!("{}\n", OFFLOAD_FROM_N + i as u32 % 6).as_bytes());
     }
-    for (i, stream) in streams.iter().enumerate() {
+    for (i, client) in clients.iter_mut().enumerate() {
         assert_eq!(
-            read_line(&mut BufReader::new(stream)),
+            client.line(),
             expected(OFFLOAD_FROM_N + i as u32 % 6),
             "connection {i}"
         );
@@ -102,12 +102,12 @@ fn a_client_that_always_has_a_request_waiting_does_not_keep_the_thread() {
     // A greedy client: one thread writes requests without pause, another reads the answers,
     // so whenever the server reads this connection, more requests are waiting. A handler
     // that never has to wait never yields unless it chooses to.
-    let mut greedy = connect(addr);
+    let greedy = Client::connect(addr);
     // fib(18) is computed inline: the greedy task never waits for the pool either.
     const _: () = assert!(18 < OFFLOAD_FROM_N);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (mut greedy, stop) = (greedy.try_clone().unwrap(), Arc::clone(&stop));
+        let (mut greedy, stop) = (greedy.stream().try_clone().unwrap(), Arc::clone(&stop));
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if greedy.write_all(&b"18\n".repeat(100)).is_err() {
@@ -117,17 +117,17 @@ fn a_client_that_always_has_a_request_waiting_does_not_keep_the_thread() {
         })
     };
     // Wait until the server is busy with it, answering.
-    greedy.read_exact(&mut [0; 10_000]).unwrap();
+    greedy.stream().read_exact(&mut [0; 10_000]).unwrap();
     let reader = {
-        let greedy = greedy.try_clone().unwrap();
+        let greedy = greedy.stream().try_clone().unwrap();
         thread::spawn(move || io::copy(&mut &greedy, &mut io::sink()))
     };
 
     // Another client is still served.
-    assert_eq!(ask(&connect(addr), 1), "1");
+    assert_eq!(Client::connect(addr).ask("1"), "1");
 
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    greedy.shutdown(Shutdown::Both).unwrap();
+    greedy.stream().shutdown(Shutdown::Both).unwrap();
     let _ = reader.join().unwrap();
 }

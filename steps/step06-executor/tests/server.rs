@@ -2,20 +2,13 @@
 //! same checks with the executor on several threads, and how offloaded answers are ordered.
 
 use std::net::SocketAddr;
-use std::thread;
 
 use conformance::{Client, checks, expected};
-use shared::{Config, Server as _};
 use step06::{OFFLOAD_FROM_N, Options, Server};
 
 /// Starts step06 on a free loopback port with `threads` executor threads.
 fn start(threads: usize) -> SocketAddr {
-    let server = Server::bind(&Config::ephemeral(), &Options { threads })
-        .expect("binding a free port on loopback");
-    let addr = server.local_addr();
-    // Serves until the test process ends; a failure shows as the checks' failing connections.
-    thread::spawn(move || server.run());
-    addr
+    conformance::start_with::<Server>(Options { threads })
 }
 
 #[test]
