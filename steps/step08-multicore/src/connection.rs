@@ -116,13 +116,11 @@ pub struct Connection {
     state: State,
     /// In flight: the multishot receive (armed until a completion without `F_MORE`), ...
     recv_armed: bool,
-    /// ... cancellations, fibs on the pool (and the outbox's send).
+    /// ... cancellations (and the outbox's send, and the fibs of `waiting`).
     cancels_in_flight: u32,
-    computing: usize,
-    /// We asked the armed receive to stop (pausing); cleared when it ends.
+    /// We asked the armed receive to stop (pausing); cleared when it ends. Until Closing,
+    /// the only cancellation in flight is that request.
     recv_stopping: bool,
-    /// That request, a cancellation, is in flight.
-    stop_in_flight: bool,
     /// Closing asked the kernel to cancel everything on the socket (once is enough).
     close_asked: bool,
 }
@@ -141,9 +139,7 @@ impl Connection {
             state: State::Reading,
             recv_armed: false,
             cancels_in_flight: 0,
-            computing: 0,
             recv_stopping: false,
-            stop_in_flight: false,
             close_asked: false,
         }
     }
@@ -200,14 +196,12 @@ impl Connection {
     /// `advance` asks again while the receive is armed and the connection still paused.
     pub fn on_cancelled(&mut self) {
         self.cancels_in_flight -= 1;
-        self.stop_in_flight = false;
     }
 
     // ANCHOR: on_fib
     /// The pool posted fib's value for the request numbered `seq`. The answers that were
     /// waiting for it, and for nothing else, are now ready, in order.
     pub fn on_fib(&mut self, seq: u8, value: u64) {
-        self.computing -= 1;
         let index = seq.wrapping_sub(self.first_seq) as usize;
         self.waiting[index].value = Some(value);
         // Answers leave from the front only: a later fib that finished first waits for the
@@ -284,7 +278,7 @@ impl Connection {
     fn keep_receiving(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
         let wanted = self.state == State::Lingering || (!self.paused() && self.unread.is_empty());
         match (wanted, self.recv_armed) {
-            _ if self.stop_in_flight => Ok(()),
+            _ if self.cancels_in_flight > 0 => Ok(()),
             (true, false) => self.receive(key, cx),
             (false, true) => self.stop_receiving(key, cx),
             _ => Ok(()),
@@ -303,7 +297,8 @@ impl Connection {
         !self.recv_armed
             && !self.outbox.in_flight()
             && self.cancels_in_flight == 0
-            && self.computing == 0
+            // The front of `waiting` is always still on the pool.
+            && self.waiting.is_empty()
     }
 
     /// Takes newly received bytes: frames and answers them, or, behind input that is
@@ -383,7 +378,6 @@ impl Connection {
             value: None,
             then: Vec::new(),
         });
-        self.computing += 1;
         // The token fits in the low 32 bits of user_data by construction.
         cx.offload.fib(n, u64::from(Token::Fib { key, seq }) as u32);
     }
@@ -420,7 +414,6 @@ impl Connection {
         // cancellation's own completion has arrived (`cancels_in_flight`).
         unsafe { cx.ring.push(&entry)? };
         self.recv_stopping = true;
-        self.stop_in_flight = true;
         self.cancels_in_flight += 1;
         Ok(())
     }
@@ -457,11 +450,5 @@ impl Connection {
             self.cancels_in_flight += 1;
         }
         Ok(Status::Open)
-    }
-
-    /// Closes the connection without waiting for the client (the shutdown's grace period
-    /// is over).
-    pub fn abort(&mut self) {
-        self.state = State::Closing;
     }
 }

@@ -126,7 +126,10 @@ fn compute(queue: &Mutex<Receiver<Job>>, mut messenger: IoUring) {
 /// # Safety
 ///
 /// What `entry` points to must stay valid until this returns.
-unsafe fn post(messenger: &mut IoUring, entry: &io_uring::squeue::Entry) -> io::Result<()> {
+pub(crate) unsafe fn post(
+    messenger: &mut IoUring,
+    entry: &io_uring::squeue::Entry,
+) -> io::Result<()> {
     // SAFETY: forwarded to our caller; the queue is empty (each post waits for its own
     // completion), so the push cannot fail for lack of room.
     unsafe { messenger.submission().push(entry) }

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, Once, Weak};
 use io_uring::types::Fd;
 use io_uring::{IoUring, opcode};
 
+use crate::pool::post;
+
 /// Every ring that wants to hear about the signal, with the `user_data` to post to it. Weak,
 /// so that a ring that has shut down is simply skipped.
 static RINGS: Mutex<Vec<(Weak<OwnedFd>, u64)>> = Mutex::new(Vec::new());
@@ -66,10 +68,7 @@ fn on_signal() {
     for (ring, user_data) in rings {
         let entry = opcode::MsgRingData::new(Fd(ring.as_raw_fd()), 0, user_data, None).build();
         // SAFETY: the message points to no memory of ours; `ring` (a strong reference) keeps
-        // the target descriptor open until the message has completed below.
-        if unsafe { messenger.submission().push(&entry) }.is_ok() {
-            let _ = messenger.submit_and_wait(1);
-            messenger.completion().for_each(drop);
-        }
+        // the target descriptor open until `post` has waited for the message's completion.
+        let _ = unsafe { post(&mut messenger, &entry) };
     }
 }
