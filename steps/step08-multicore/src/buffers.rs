@@ -15,20 +15,10 @@
 
 use std::fmt;
 use std::io;
-use std::ptr;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use io_uring::types::BufRingEntry;
 use step07::ring::Ring;
-
-/// One descriptor of the ring, laid out as the kernel's `struct io_uring_buf`. The last two
-/// bytes of the first descriptor are the ring's tail (`struct io_uring_buf_ring`).
-#[repr(C)]
-struct Descriptor {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    tail_or_reserved: u16,
-}
 
 /// The kernel wants the descriptor array page-aligned.
 #[repr(C, align(4096))]
@@ -42,7 +32,9 @@ struct Page([u8; 4096]);
 pub struct BufferRing {
     /// The descriptor array's memory; only ever accessed through `descriptors`.
     pages: Box<[Page]>,
-    descriptors: *mut Descriptor,
+    /// The descriptors (the kernel's `struct io_uring_buf`); the last two bytes of the first
+    /// are the ring's tail (`struct io_uring_buf_ring`).
+    descriptors: *mut BufRingEntry,
     buffers: Vec<Box<[u8]>>,
     group: u16,
     /// Our copy of the tail: where the next descriptor goes.
@@ -61,9 +53,9 @@ impl BufferRing {
             count.is_power_of_two(),
             "a buffer ring's size is a power of two"
         );
-        let bytes = usize::from(count) * size_of::<Descriptor>();
+        let bytes = usize::from(count) * size_of::<BufRingEntry>();
         let mut pages = vec![Page([0; 4096]); bytes.div_ceil(size_of::<Page>())].into_boxed_slice();
-        let descriptors = pages.as_mut_ptr().cast::<Descriptor>();
+        let descriptors = pages.as_mut_ptr().cast::<BufRingEntry>();
         // SAFETY: the descriptor array is `count` descriptors of page-aligned, zeroed memory
         // owned by the BufferRing, never resized; it is freed only after the registration
         // ends (the worker unregisters it, or destroys the ring, before dropping this).
@@ -107,20 +99,18 @@ impl BufferRing {
         let buffer = &mut self.buffers[usize::from(id)];
         let index = usize::from(self.tail) & mask;
         // SAFETY: `index` is within the `count` descriptors of the array. The slot at the
-        // tail is not published yet, so the kernel does not read it while we write; we write
-        // the three fields one by one (never the fourth, which in slot 0 is the tail).
-        unsafe {
-            let slot = self.descriptors.add(index);
-            ptr::addr_of_mut!((*slot).addr).write(buffer.as_mut_ptr() as u64);
-            ptr::addr_of_mut!((*slot).len).write(buffer.len() as u32);
-            ptr::addr_of_mut!((*slot).bid).write(id);
-        }
+        // tail is not published yet, so the kernel does not read it while we write; the
+        // setters write their own field each (never the fourth, which in slot 0 is the tail).
+        let slot = unsafe { &mut *self.descriptors.add(index) };
+        slot.set_addr(buffer.as_mut_ptr() as u64);
+        slot.set_len(buffer.len() as u32);
+        slot.set_bid(id);
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: the tail is the aligned u16 at the end of the first descriptor, in memory
         // we own; the kernel only reads it. The release store publishes the slot written
         // above before the kernel can see the new tail.
         unsafe {
-            let tail = ptr::addr_of_mut!((*self.descriptors).tail_or_reserved);
+            let tail = BufRingEntry::tail(self.descriptors).cast_mut();
             AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
         }
     }
