@@ -42,7 +42,8 @@
 //! - [`stats`]: the latency histogram and per-request times;
 //! - [`report`]: what a run measured, and how it prints;
 //! - [`error`]: everything that ends a run early, as one-line messages;
-//! - [`cli`]: what the `fast` and `slow` binaries share (flags, Ctrl-C).
+//! - [`cli`]: what the `fast` and `slow` binaries share (flags, Ctrl-C);
+//! - [`table`]: the results-table runner's parts (the `table` binary drives them).
 //!
 //! Every function here returns within its time limit, even against a server that accepts
 //! connections and never answers, so that a results-table runner can call them in-process
@@ -57,6 +58,7 @@ pub mod report;
 pub mod request;
 pub mod slow;
 pub mod stats;
+pub mod table;
 
 pub use error::ClientError;
 pub use fast::{FastConfig, run_fast};

@@ -1,8 +1,9 @@
 //! Building the steps and running each as a process of its own.
 //!
-//! A step runs in its own process, not in the runner's, so that its resident memory can be
-//! read from `/proc/PID/status` and nothing the runner does (its own threads, its clients'
-//! allocations) is counted against the step.
+//! A step runs in its own process, not in the runner's, so that its resident memory and its
+//! CPU time can be read from `/proc/PID/status` and `/proc/PID/stat`, its system calls
+//! counted, and nothing the runner does (its own threads, its clients' allocations) counted
+//! against the step.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::net::SocketAddr;
@@ -11,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::pinning;
 
 /// How long a step may take to print its `listening on` line.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
@@ -87,18 +90,24 @@ pub struct StepProcess {
 }
 
 impl StepProcess {
-    /// Starts `binary --addr 127.0.0.1:0` and waits for its `listening on` line.
+    /// Starts `binary --addr 127.0.0.1:0` (on `cpus` only, if given) and waits for its
+    /// `listening on` line.
     ///
     /// # Errors
     ///
     /// The step's own error message when it exits instead (io_uring refused, say), or a
     /// description of what went wrong.
-    pub fn start(binary: &Path) -> Result<StepProcess, String> {
-        let mut child = Command::new(binary)
+    pub fn start(binary: &Path, cpus: Option<&[usize]>) -> Result<StepProcess, String> {
+        let mut command = Command::new(binary);
+        command
             .args(["--addr", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cpus) = cpus {
+            pinning::pin_command(&mut command, cpus).map_err(|e| e.to_string())?;
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().expect("stdout was piped");
@@ -133,21 +142,20 @@ impl StepProcess {
         }
     }
 
-    /// The step's resident memory in KiB (`VmRSS` of `/proc/PID/status`), where there is a
-    /// `/proc`.
-    pub fn resident_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+    /// The step's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
-    /// CPU time used so far, in clock ticks, where there is a `/proc`.
-    fn cpu_ticks(&self) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name (which may hold spaces): utime is the 12th, stime
-        // the 13th.
-        let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    /// The step's resident memory in KiB, where there is a `/proc`.
+    pub fn resident_kib(&self) -> Option<u64> {
+        resident_kib(self.child.id())
+    }
+
+    /// CPU time the step has used so far (user and system, every thread), where there is a
+    /// `/proc`.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.child.id())
     }
 
     /// Waits until the step has stopped using CPU, up to `patience`, so one measurement
@@ -155,16 +163,16 @@ impl StepProcess {
     /// that has gone, thousands of connections being closed).
     pub fn settle(&self, patience: Duration) {
         let started = Instant::now();
-        let Some(mut last) = self.cpu_ticks() else {
+        let Some(mut last) = self.cpu_time() else {
             // No /proc: a fixed pause is the best we can do.
             thread::sleep(Duration::from_secs(1));
             return;
         };
         while started.elapsed() < patience {
             thread::sleep(Duration::from_millis(200));
-            let Some(now) = self.cpu_ticks() else { return };
-            // One tick (10 ms) in 200 ms is noise: the step is idle.
-            if now - last <= 1 {
+            let Some(now) = self.cpu_time() else { return };
+            // A clock tick (10 ms) in 200 ms is noise: the step is idle.
+            if now.saturating_sub(last) <= Duration::from_millis(10) {
                 return;
             }
             last = now;
@@ -218,33 +226,49 @@ fn exit_reason(child: &mut Child) -> String {
 /// Raises this process's open-file limit towards `wanted` (children inherit it). Returns
 /// the limit now in force.
 pub fn raise_fd_limit(wanted: u64) -> u64 {
+    rlimit::increase_nofile_limit(wanted).unwrap_or(0)
+}
+
+/// The resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`), where there
+/// is a `/proc`.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_resident_kib(&status)
+}
+
+/// The CPU time process `pid` has used (user and system, over every thread, including the
+/// threads that have exited: `utime + stime` of `/proc/PID/stat`), where there is a `/proc`.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = parse_cpu_ticks(&stat)?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
+}
+
+/// `VmRSS` in KiB, from the text of `/proc/PID/status`.
+pub fn parse_resident_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `utime + stime` in clock ticks, from the text of `/proc/PID/stat`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces; the fields after its
+    // `)` are fixed: utime and stime are fields 14 and 15 of the whole line.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The unit of `/proc`'s CPU times (`USER_HZ`, 100 on every Linux in use).
+fn clock_ticks_per_second() -> f64 {
     #[cfg(unix)]
     {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the rlimit we pass, which lives for the whole call.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-            return 0;
+        // SAFETY: sysconf only reads a configuration value.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks > 0 {
+            return ticks as f64;
         }
-        let target = (wanted as libc::rlim_t).min(limit.rlim_max);
-        if target > limit.rlim_cur {
-            limit.rlim_cur = target;
-            // SAFETY: setrlimit only reads the rlimit we pass; a soft limit at or below the
-            // hard limit is always permitted.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-                return 0;
-            }
-        }
-        #[allow(clippy::unnecessary_cast)] // rlim_t is u64 here, not on every platform
-        let now = limit.rlim_cur as u64;
-        now
     }
-    #[cfg(not(unix))]
-    {
-        wanted
-    }
+    100.0
 }
 
 #[cfg(test)]
@@ -263,6 +287,22 @@ mod tests {
         );
         assert_eq!(parse_listening_line("listening on somewhere"), None);
         assert_eq!(parse_listening_line("error: address in use"), None);
+    }
+
+    #[test]
+    fn proc_files_give_memory_and_cpu_time() {
+        let status = "Name:\tstep03\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nThreads:\t1\n";
+        assert_eq!(parse_resident_kib(status), Some(4321));
+        let stat = "4242 (step 03) S 1 4242 4242 0 -1 4194560 150 0 0 0 37 5 0 0 20 0 1 0 99";
+        assert_eq!(parse_cpu_ticks(stat), Some(42));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_memory_and_cpu_time() {
+        assert!(resident_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert!(cpu_time(std::process::id()).is_some());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::StepProcess;
+use super::process::StepProcess;
 
 /// How long one connect may take. On loopback a connect completes at once unless the
 /// server's listen backlog is full, which means it is not accepting: then stop opening.
