@@ -69,7 +69,10 @@ fn a_quick_run_on_one_step_fills_every_cell_and_writes_the_files() {
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     // Not on a terminal: a progress line per load, on stderr.
     assert!(
         stderr.contains("table: round 2/2: step02: 64 fast connections: "),
@@ -82,7 +85,10 @@ fn a_quick_run_on_one_step_fills_every_cell_and_writes_the_files() {
     for column in Column::of(Table::Rates, false) {
         assert!(rates[0].contains(&column.header()), "{}", column.header());
     }
-    let row = rates.iter().find(|row| row[0] == "step02").expect("a step02 row");
+    let row = rates
+        .iter()
+        .find(|row| row[0] == "step02")
+        .expect("a step02 row");
     assert_eq!(row.len(), rates[0].len());
     for cell in &row[1..] {
         assert!(is_number(cell), "cell {cell:?} in {row:?}");
@@ -113,7 +119,10 @@ fn a_quick_run_on_one_step_fills_every_cell_and_writes_the_files() {
     }
 
     for file in ["table.md", "results.json", "chart.svg"] {
-        assert!(Path::new(&out).join(file).is_file(), "{file} was not written");
+        assert!(
+            Path::new(&out).join(file).is_file(),
+            "{file} was not written"
+        );
     }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
@@ -177,8 +186,5 @@ fn a_core_sweep_needs_a_cpu_left_for_the_clients() {
     let output = table(&["--pin", "--cores", &too_many, "--profile", "dev"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("leave none for the clients"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("leave none for the clients"), "{stderr}");
 }

@@ -157,7 +157,14 @@ fn run(args: &Args) -> Result<(), String> {
             pinning::pin_this_thread(cpus)
                 .map_err(|e| format!("cannot pin the clients to CPU {}: {e}", cpu_list(cpus)))?;
         }
-        let sweep = measure(&steps, &binaries, &plan, place, counting.is_none(), &progress);
+        let sweep = measure(
+            &steps,
+            &binaries,
+            &plan,
+            place,
+            counting.is_none(),
+            &progress,
+        );
         sweeps.push(sweep);
     }
     progress.finish();
@@ -545,6 +552,9 @@ mod tests {
             PathBuf::from("/tmp/x")
         );
         assert!(Args::try_parse_from(["table", "--out", "x", "--update-results"]).is_err());
-        assert!(Args::try_parse_from(["table", "--cores", "2"]).is_err(), "needs --pin");
+        assert!(
+            Args::try_parse_from(["table", "--cores", "2"]).is_err(),
+            "needs --pin"
+        );
     }
 }

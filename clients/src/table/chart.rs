@@ -182,7 +182,9 @@ fn scaling_panel(out: &mut String, results: &Results, x: f64, y: f64, height: f6
         x + 8.0,
         y + 14.0
     );
-    let points: Vec<(&str, &str, Vec<(usize, f64)>)> = STEPS
+    // Per step: its name, its colour, and its (server CPUs, req/s) points.
+    type Line<'a> = (&'a str, &'a str, Vec<(usize, f64)>);
+    let points: Vec<Line<'_>> = STEPS
         .iter()
         .map(|&(name, colour)| {
             let line = results
@@ -213,7 +215,14 @@ fn scaling_panel(out: &mut String, results: &Results, x: f64, y: f64, height: f6
     let (left, bottom) = (x + 40.0, y + height - PANEL_BOTTOM - 4.0);
     let (plot_width, plot_height) = (PANEL_WIDTH - 60.0, height - PANEL_TOP - PANEL_BOTTOM - 14.0);
     let px = |cpus: usize| left + plot_width * (cpus as f64 - 1.0) / (max_cpus as f64 - 1.0);
-    let py = |rate: f64| bottom - if top > 0.0 { plot_height * rate / top } else { 0.0 };
+    let py = |rate: f64| {
+        bottom
+            - if top > 0.0 {
+                plot_height * rate / top
+            } else {
+                0.0
+            }
+    };
     let _ = writeln!(
         out,
         r##"<line x1="{left:.1}" y1="{bottom:.1}" x2="{:.1}" y2="{bottom:.1}" stroke="#999"/><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="end" fill="#555">CPUs</text>"##,
@@ -272,9 +281,9 @@ fn short(column: Column, value: f64) -> String {
 
 fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
-    chars
-        .next()
-        .map_or(String::new(), |first| first.to_uppercase().chain(chars).collect())
+    chars.next().map_or(String::new(), |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 fn plural_rounds(repeat: usize) -> String {
@@ -302,7 +311,11 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         for column in Column::of(Table::Costs, false) {
-            assert!(svg.contains(&escape(&column.header())), "{}", column.header());
+            assert!(
+                svg.contains(&escape(&column.header())),
+                "{}",
+                column.header()
+            );
         }
         assert!(svg.contains("42.0k"), "the median as a short label");
         assert!(svg.contains("unavailable"));

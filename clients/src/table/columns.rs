@@ -473,7 +473,11 @@ mod tests {
         assert_eq!(fast1.format(&fast1.cell(&one)), "50,000");
         assert_eq!(Column::Rate(Rate::Fast2).cell(&one), Cell::Starved);
         let cpu = Column::Cpu(Load::Fast1);
-        assert_eq!(cpu.format(&cpu.cell(&one)), "10.0", "0.5 s for 50,000 requests");
+        assert_eq!(
+            cpu.format(&cpu.cell(&one)),
+            "10.0",
+            "0.5 s for 50,000 requests"
+        );
     }
 
     #[test]
@@ -502,7 +506,10 @@ mod tests {
             Column::Rate(Rate::Fast1).cell(&step),
             Cell::Error(_)
         ));
-        assert!(matches!(Column::Rate(Rate::P99).cell(&step), Cell::Error(_)));
+        assert!(matches!(
+            Column::Rate(Rate::P99).cell(&step),
+            Cell::Error(_)
+        ));
     }
 
     #[test]
@@ -556,7 +563,10 @@ mod tests {
         assert_eq!(column.cell(&full), Cell::Value(Stat::one(8.5)));
         assert_eq!(column.format(&column.cell(&full)), "8.5");
         assert_eq!(column.cell(&with(idle(1000, 1, Some(3000)))), Cell::Starved);
-        assert_eq!(column.cell(&with(idle(300, 300, Some(3000)))), Cell::Starved);
+        assert_eq!(
+            column.cell(&with(idle(300, 300, Some(3000)))),
+            Cell::Starved
+        );
         assert_eq!(column.cell(&with(idle(1000, 1000, None))), Cell::Missing);
     }
 

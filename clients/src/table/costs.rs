@@ -216,10 +216,9 @@ mod imp {
             let path = Path::new(root).join("events").join(name).join("id");
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    return text
-                        .trim()
-                        .parse()
-                        .map_err(|_| io::Error::other(format!("{} is not a number", path.display())));
+                    return text.trim().parse().map_err(|_| {
+                        io::Error::other(format!("{} is not a number", path.display()))
+                    });
                 }
                 Err(error) => last = error,
             }
@@ -274,7 +273,9 @@ mod imp {
         // On this very thread: the same permission check as for a server's threads (root,
         // or perf_event_paranoid), without needing one.
         let tid = i32::try_from(std::process::id()).map_err(|_| "pid out of range".to_string())?;
-        counter(event, id, tid).map(drop).map_err(|error| refused(&error))
+        counter(event, id, tid)
+            .map(drop)
+            .map_err(|error| refused(&error))
     }
 
     #[derive(Debug)]
@@ -380,7 +381,11 @@ mod tests {
         let kinds = counts.by_kind();
         assert_eq!(kinds[&Kind::Wait], 1000);
         assert_eq!(kinds[&Kind::EpollCtl], 2000);
-        assert_eq!(kinds[&Kind::Receive], 2000, "read and recvfrom are one kind");
+        assert_eq!(
+            kinds[&Kind::Receive],
+            2000,
+            "read and recvfrom are one kind"
+        );
         assert_eq!(kinds[&Kind::Send], 1000);
         assert_eq!(kinds[&Kind::IoUringEnter], 0);
         assert_eq!(kinds[&Kind::Other], 2000, "timerfd_settime and the like");

@@ -458,10 +458,16 @@ pub(crate) mod tests {
             assert!(widths.windows(2).all(|w| w[0] == w[1]), "{widths:?}");
         }
         let rates = results.sweeps[0].table(Table::Rates);
-        assert!(rates.contains(" 42,000 ±5% |"), "median of 40,000 and 44,000: {rates}");
+        assert!(
+            rates.contains(" 42,000 ±5% |"),
+            "median of 40,000 and 44,000: {rates}"
+        );
         let costs = results.sweeps[0].table(Table::Costs);
         assert!(costs.contains(" 3.00 |"), "{costs}");
-        assert!(costs.contains(" 20.0 ±0% |"), "2 ms for 100 requests: {costs}");
+        assert!(
+            costs.contains(" 20.0 ±0% |"),
+            "2 ms for 100 requests: {costs}"
+        );
         let document = results.document();
         assert!(document.contains("- step07: unavailable: io_uring is not available here"));
         assert!(document.contains("## What one request costs the server"));
@@ -506,7 +512,10 @@ pub(crate) mod tests {
             round.fast_1_same_cpu = Some(fast_run(40_000.0));
         }
         let document = results.document();
-        assert!(document.contains("each server on CPU 0 (1 CPU of its own)"), "{document}");
+        assert!(
+            document.contains("each server on CPU 0 (1 CPU of its own)"),
+            "{document}"
+        );
         assert!(document.contains("4.0–4.0× as many requests"), "{document}");
         assert!(document.contains("75–75 µs more"), "{document}");
         assert!(document.contains("Scaling: one point only"), "{document}");

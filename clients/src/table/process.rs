@@ -241,7 +241,9 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks = parse_cpu_ticks(&stat)?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
+    Some(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second(),
+    ))
 }
 
 /// `VmRSS` in KiB, from the text of `/proc/PID/status`.
@@ -254,7 +256,10 @@ pub fn parse_resident_kib(status: &str) -> Option<u64> {
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces; the fields after its
     // `)` are fixed: utime and stime are fields 14 and 15 of the whole line.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 

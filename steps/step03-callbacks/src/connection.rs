@@ -52,7 +52,10 @@ pub enum Status {
 
 /// What one `read` brought.
 enum Received {
+    /// Bytes, and maybe more behind them (the read filled the space it was given).
     Bytes,
+    /// Bytes, and the socket is empty now: the read took less than it was offered.
+    Drained,
     NothingYet,
     EndOfInput,
 }
@@ -71,6 +74,13 @@ pub struct Connection {
     /// The readiness registered with the poll, so that it is changed only when it must be:
     /// every change is a system call.
     interest: Interest,
+    /// The last read emptied the socket (see [`Received::Drained`]): until the next event,
+    /// reading again would only hear `WouldBlock`.
+    drained: bool,
+    /// An event said the client has closed its side. Its end of input may be waiting behind
+    /// the bytes of a short read, and no new event will announce it: from now on every read
+    /// goes on until `WouldBlock` or the end.
+    read_closed: bool,
 }
 
 impl Connection {
@@ -91,6 +101,8 @@ impl Connection {
             answers: Vec::new(),
             state: State::Reading,
             interest: Interest::READABLE,
+            drained: false,
+            read_closed: false,
         })
     }
 
@@ -101,7 +113,10 @@ impl Connection {
     /// It does not ask which readiness the event reported. It makes all the progress the
     /// socket allows, and every operation stops at `WouldBlock`, so a spurious or stale event
     /// costs a system call, never a blocked thread.
-    pub fn on_ready(&mut self, registry: &Registry, max_n: u32) -> Status {
+    pub fn on_ready(&mut self, registry: &Registry, max_n: u32, read_closed: bool) -> Status {
+        // An event: whatever the last read concluded, there may be something new to read.
+        self.drained = false;
+        self.read_closed |= read_closed;
         let outcome = match self.advance(max_n) {
             Ok(Status::Open) => self.update_interest(registry).map(|()| Status::Open),
             other => other,
@@ -126,10 +141,15 @@ impl Connection {
     ///
     /// mio's readiness is *edge-triggered*: the poll reports a socket when it becomes
     /// readable or writable, not again while it stays so. A callback that left bytes unread
-    /// would never hear about them. So every return of `Open` below comes right after a
-    /// `WouldBlock` from the very operation the state waits for: then the next edge is sure
-    /// to come. Paused is the one state that stops reading early, and it is also the one that
-    /// resumes reading by itself, here, not on an event.
+    /// would never hear about them. So every return of `Open` below comes right after the
+    /// very operation the state waits for found the socket empty (or full): a `WouldBlock`,
+    /// or a read that took less than it was offered. Then the next edge is sure to come.
+    /// Paused is the one state that stops reading early, and it is also the one that resumes
+    /// reading by itself, here, not on an event.
+    ///
+    /// The answers to what a read brought are written before the next read. A request
+    /// answered, written at once, and the socket known to be empty: one event, one read, one
+    /// write per request, which is all that readiness needs (the results table counts them).
     ///
     /// Production loops also cap the work done per callback (tokio gives each task a budget
     /// and then yields): here a client that pipelines without pause, and reads its answers
@@ -139,13 +159,23 @@ impl Connection {
             self.send_answers()?;
             match self.state {
                 State::Reading => {
+                    let before = self.answers.len();
                     if self.answer_requests(max_n) == Flow::Close {
                         self.state = State::Rejecting;
                     } else if self.answers.len() >= OUTPUT_LIMIT {
                         self.state = State::Paused;
+                    } else if self.answers.len() > before {
+                        // New answers: out they go before anything else is read.
+                        self.send_answers()?;
+                        if self.drained {
+                            return Ok(Status::Open);
+                        }
+                    } else if self.drained {
+                        return Ok(Status::Open);
                     } else {
                         match self.receive()? {
                             Received::Bytes => {}
+                            Received::Drained => self.drained = true,
                             Received::NothingYet => return Ok(Status::Open),
                             Received::EndOfInput => self.state = State::Finishing,
                         }
@@ -190,12 +220,25 @@ impl Connection {
     ///
     /// Called only once every complete line has been answered, which is when the line
     /// buffer promises free space.
+    ///
+    /// A read that takes less than the space it was offered has emptied the socket's receive
+    /// buffer, so reading again would only hear `WouldBlock`: one system call saved per
+    /// request. With epoll and kqueue, bytes that arrive after it raise a new edge, so it is as
+    /// good as the `WouldBlock` (tokio relies on the same rule). Two exceptions: once the
+    /// client has closed its side, its end of input raises no new edge (it may be queued
+    /// right behind the bytes of this read), and mio on Windows re-arms its readiness only on
+    /// `WouldBlock`; then every read goes on until `WouldBlock` or the end.
     fn receive(&mut self) -> io::Result<Received> {
         loop {
-            match self.stream.read(self.requests.spare()) {
+            let spare = self.requests.spare();
+            let offered = spare.len();
+            match self.stream.read(spare) {
                 Ok(0) => return Ok(Received::EndOfInput),
                 Ok(n) => {
                     self.requests.filled(n);
+                    if n < offered && !self.read_closed && cfg!(not(windows)) {
+                        return Ok(Received::Drained);
+                    }
                     return Ok(Received::Bytes);
                 }
                 Err(error) if would_block(&error) => return Ok(Received::NothingYet),

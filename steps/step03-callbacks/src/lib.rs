@@ -134,7 +134,7 @@ impl shared::Server for Server {
                 return Err(error);
             }
             for event in events.iter() {
-                self.dispatch(event.token())?;
+                self.dispatch(event.token(), event.is_read_closed() || event.is_error())?;
             }
             // After the events, not before: resuming first could pause accepting again, and
             // then this batch's event for the listener would accept while paused.
@@ -146,16 +146,17 @@ impl shared::Server for Server {
 
 impl Server {
     // ANCHOR: dispatch
-    /// Calls the callback registered for `token`.
+    /// Calls the callback registered for `token`; `read_closed` says that the event reported
+    /// the client's end of input (or an error) along with readiness.
     ///
     /// # Errors
     ///
     /// Only when the listener breaks; a connection's failure ends that connection.
-    fn dispatch(&mut self, token: Token) -> io::Result<()> {
+    fn dispatch(&mut self, token: Token, read_closed: bool) -> io::Result<()> {
         let status = match self.callbacks.get_mut(token.0) {
             Some(Callback::Accept) => return self.accept_connections(),
             Some(Callback::Serve(connection)) => {
-                connection.on_ready(self.poll.registry(), self.max_n)
+                connection.on_ready(self.poll.registry(), self.max_n, read_closed)
             }
             // Closed earlier in this batch of events. (If a new connection reused the key in
             // the meantime it gets a stale event, which is harmless: see `on_ready`.)

@@ -12,6 +12,11 @@
 //! - the [`Outbox`]'s `sending` belongs to the kernel while a `send` is in flight: appending
 //!   to it could move it (a `Vec` reallocates as it grows) and the kernel would read freed
 //!   memory. Answers computed meanwhile go to its `queued`, which is ours.
+//! - The answers and the next receive go to the kernel together, as one linked chain
+//!   ([`Connection::exchange`]): the receive starts once the send has gone out, and only the
+//!   receive posts a completion. So a request costs one completion and one `io_uring_enter`,
+//!   the one that submits its answer and waits for the next request, and when that receive's
+//!   completion comes, the send is known to be done and `sending` is ours again.
 //! - A connection that must close while operations are in flight (the client reset it, say)
 //!   cannot simply be dropped: the kernel would write into freed memory, or a new connection
 //!   given the same slab key or file descriptor number would receive the old one's
@@ -22,8 +27,8 @@ use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 
-use io_uring::opcode;
 use io_uring::types::{CancelBuilder, Fd};
+use io_uring::{opcode, squeue};
 use shared::protocol::{self, Flow, LineBuffer};
 
 use crate::ring::Ring;
@@ -106,6 +111,9 @@ impl Connection {
     /// client's input (0), or an error (negative errno).
     pub fn on_received(&mut self, result: i32) {
         self.recv_in_flight = false;
+        // A receive linked behind a send starts only once the send went out whole, so its
+        // completion is the send's too.
+        self.outbox.on_chain_done();
         match (self.state, result) {
             // Cancelled, or it raced the cancellation: either way the bytes are not wanted.
             (State::Closing, _) => {}
@@ -119,7 +127,14 @@ impl Connection {
     }
 
     /// A send completed: the kernel took `result` bytes of the outbox, or failed.
+    ///
+    /// A send linked to a receive completes only when it fails: the kernel then cancels the
+    /// receive behind it without a completion of its own (`IOSQE_CQE_SKIP_SUCCESS` on the
+    /// send skips the whole chain's), so neither is in flight any more.
     pub fn on_sent(&mut self, result: i32) {
+        if self.outbox.chained() {
+            self.recv_in_flight = false;
+        }
         if !self.outbox.on_sent(result) {
             self.state = State::Closing;
         }
@@ -150,14 +165,17 @@ impl Connection {
         {
             self.state = State::Rejecting;
         }
+        if self.state == State::Reading
+            && !self.recv_in_flight
+            && self.outbox.unsent() < OUTPUT_LIMIT
+        {
+            return self.exchange(key, ring).map(|()| Status::Open);
+        }
         self.send_answers(key, ring)?;
         // `send_answers` submits whenever there is anything to send: no send in flight means
         // every answer has been sent.
         let all_sent = !self.outbox.in_flight();
         match self.state {
-            State::Reading if !self.recv_in_flight && self.outbox.unsent() < OUTPUT_LIMIT => {
-                self.receive(key, ring)?;
-            }
             State::Finishing if all_sent => return Ok(Status::Closed),
             State::Rejecting if all_sent => {
                 // The answers and the error are all with the kernel: it sends them, then the
@@ -197,10 +215,18 @@ impl Connection {
     // ANCHOR_END: answer_requests
 
     // ANCHOR: receive
-    /// Submits a receive into the spare space of the line buffer.
-    fn receive(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+    /// Submits the answers that wait and the next receive, into the spare space of the line
+    /// buffer, as one linked chain: the send first, the receive once it has gone out. Without
+    /// answers to send (a partial line), or while a send is in flight already, the receive
+    /// goes alone.
+    ///
+    /// Both reach the kernel in the same `io_uring_enter`, the one that waits for what comes
+    /// next, and only the receive posts a completion: one system call and one completion per
+    /// request. Submitted side by side instead, the send's completion, arriving at once,
+    /// would end that wait, and a second enter would wait for the receive.
+    fn exchange(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
         let spare = self.requests.spare();
-        let entry = opcode::Recv::new(
+        let receive = opcode::Recv::new(
             Fd(self.stream.as_raw_fd()),
             spare.as_mut_ptr(),
             u32::try_from(spare.len()).unwrap_or(u32::MAX),
@@ -211,8 +237,21 @@ impl Connection {
         // connection owns: moving the connection (the slab grows) moves only the pointer to
         // it. The connection stays in the slab, socket open, until this receive's completion
         // has arrived (`recv_in_flight`, see `Status::Closed`), and nothing reads, compacts
-        // or frees the line buffer while `recv_in_flight` is set.
-        unsafe { ring.push(&entry)? };
+        // or frees the line buffer while `recv_in_flight` is set. The send before it is the
+        // outbox's (see `Outbox::send_then`); `recv_in_flight` also covers the case where the
+        // send fails and its completion says the receive will never run.
+        let chained = unsafe {
+            self.outbox.send_then(
+                Fd(self.stream.as_raw_fd()),
+                Token::Send(key).into(),
+                &receive,
+                ring,
+            )?
+        };
+        if !chained {
+            // SAFETY: as above.
+            unsafe { ring.push(&receive)? };
+        }
         self.recv_in_flight = true;
         Ok(())
     }
@@ -295,6 +334,9 @@ pub struct Outbox {
     /// How many bytes of `sending` the kernel has sent so far.
     sent: usize,
     in_flight: bool,
+    /// The send in flight heads a chain ([`send_then`](Self::send_then)): it posts a
+    /// completion only if it fails.
+    chained: bool,
 }
 
 impl Outbox {
@@ -313,9 +355,28 @@ impl Outbox {
         self.in_flight
     }
 
+    /// Whether the send in flight heads a chain.
+    pub fn chained(&self) -> bool {
+        self.in_flight && self.chained
+    }
+
+    /// The operation linked behind the send in flight completed: the send went out whole.
+    /// (Nothing to do when no chained send is in flight.)
+    pub fn on_chain_done(&mut self) {
+        if self.chained() {
+            self.sent = self.sending.len();
+            self.in_flight = false;
+            self.chained = false;
+        }
+    }
+
     /// A send completed with `result`: true if the kernel took bytes, false if it failed.
+    /// A chained send completes only when it failed, whatever `result` says it sent.
     pub fn on_sent(&mut self, result: i32) -> bool {
         self.in_flight = false;
+        if std::mem::take(&mut self.chained) {
+            return false;
+        }
         match result {
             // A partial send is normal (the socket's send buffer had room for that much);
             // `send` resubmits the rest. Zero bytes would never make progress.
@@ -337,8 +398,57 @@ impl Outbox {
     /// completion has arrived and been given to [`on_sent`](Self::on_sent) (while
     /// [`in_flight`](Self::in_flight) says so).
     pub unsafe fn send(&mut self, socket: Fd, user_data: u64, ring: &mut Ring) -> io::Result<()> {
-        if self.in_flight {
+        let Some(entry) = self.next_send(socket, user_data, 0) else {
             return Ok(());
+        };
+        // SAFETY: the entry points into the heap allocation of `sending`. While `in_flight`
+        // is set nothing appends to, clears or swaps `sending` (new answers go to `queued`),
+        // so the allocation neither moves nor changes, and our caller keeps it and the socket
+        // alive until the completion.
+        unsafe { ring.push(&entry)? };
+        self.in_flight = true;
+        Ok(())
+    }
+    // ANCHOR_END: send
+
+    // ANCHOR: send_then
+    /// Submits a send of the answers that wait, linked to `then`: the kernel starts `then`
+    /// once the send has gone out whole, and the send posts a completion only if it fails.
+    /// Returns false, submitting nothing, when a send is in flight already or nothing waits.
+    ///
+    /// `MSG_WAITALL` makes the kernel send every byte before it calls the send done (a short
+    /// send would otherwise count as a success and start `then`), and
+    /// `IOSQE_CQE_SKIP_SUCCESS` keeps a successful send's completion off the queue. If the
+    /// send fails (the client reset the connection), its completion says so, and the kernel
+    /// cancels `then` without posting one for it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`send`](Self::send), until the completion of `then` or of the send has
+    /// arrived; and `then` must be safe to submit (what it points to outlives it).
+    pub unsafe fn send_then(
+        &mut self,
+        socket: Fd,
+        user_data: u64,
+        then: &squeue::Entry,
+        ring: &mut Ring,
+    ) -> io::Result<bool> {
+        let Some(send) = self.next_send(socket, user_data, libc::MSG_WAITALL) else {
+            return Ok(false);
+        };
+        let send = send.flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS);
+        // SAFETY: as in `send` for the send; our caller answers for `then`.
+        unsafe { ring.push_chain(&[send, then.clone()])? };
+        self.in_flight = true;
+        self.chained = true;
+        Ok(true)
+    }
+    // ANCHOR_END: send_then
+
+    /// The send of what waits, unless a send is in flight or nothing waits.
+    fn next_send(&mut self, socket: Fd, user_data: u64, flags: i32) -> Option<squeue::Entry> {
+        if self.in_flight {
+            return None;
         }
         if self.sent == self.sending.len() {
             self.sending.clear();
@@ -346,24 +456,19 @@ impl Outbox {
             std::mem::swap(&mut self.sending, &mut self.queued);
         }
         if self.sending.is_empty() {
-            return Ok(());
+            return None;
         }
         let rest = &self.sending[self.sent..];
-        let entry = opcode::Send::new(
-            socket,
-            rest.as_ptr(),
-            u32::try_from(rest.len()).unwrap_or(u32::MAX),
+        Some(
+            opcode::Send::new(
+                socket,
+                rest.as_ptr(),
+                u32::try_from(rest.len()).unwrap_or(u32::MAX),
+            )
+            .flags(flags)
+            .build()
+            .user_data(user_data),
         )
-        .build()
-        .user_data(user_data);
-        // SAFETY: `rest` is inside the heap allocation of `sending`. While `in_flight` is set
-        // nothing appends to, clears or swaps `sending` (new answers go to `queued`), so the
-        // allocation neither moves nor changes, and our caller keeps it and the socket alive
-        // until the completion.
-        unsafe { ring.push(&entry)? };
-        self.in_flight = true;
-        Ok(())
     }
-    // ANCHOR_END: send
 }
 // ANCHOR_END: partial_send

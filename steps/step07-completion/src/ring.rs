@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 
-use io_uring::types::CancelBuilder;
+use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
 
 /// One io_uring instance and the completions taken from it but not handled yet.
@@ -23,6 +23,12 @@ pub struct Ring {
     /// Completions moved off the kernel's completion queue, oldest first. Moving them out at
     /// once frees the queue for the kernel while the event loop handles them one by one.
     completions: VecDeque<cqueue::Entry>,
+    /// Batch waiting, when asked for ([`wait_for_batches`](Ring::wait_for_batches)): how
+    /// long a wait holds out for the whole batch, where the kernel can read it.
+    batch_wait: Option<Timespec>,
+    /// Operations pushed since the last wait whose completions come at once (sends that the
+    /// kernel completes while submitting them).
+    expected: usize,
 }
 
 impl fmt::Debug for Ring {
@@ -80,6 +86,8 @@ impl Ring {
         Ok(Ring {
             ring,
             completions: VecDeque::new(),
+            batch_wait: None,
+            expected: 0,
         })
     }
 
@@ -120,6 +128,27 @@ impl Ring {
     }
     // ANCHOR_END: push
 
+    /// Queues `entries`, a chain linked with `IOSQE_IO_LINK`, all at once: a chain split over
+    /// two submissions would be two chains, and the second half would start without waiting
+    /// for the first. When the queue lacks room for all of them, what is queued is submitted
+    /// first.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Ring::push), for every entry.
+    pub unsafe fn push_chain(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+        loop {
+            // SAFETY: our caller promises that what the entries point to outlives them.
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+                return Ok(());
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(error) => self.recover(error)?,
+            }
+        }
+    }
+
     // ANCHOR: next_completion
     /// The next completion, in the order the kernel posted them. When none is waiting, this
     /// submits everything pushed since the last call and sleeps until at least one operation
@@ -133,13 +162,55 @@ impl Ring {
             if let Some(completion) = self.completions.pop_front() {
                 return Ok(completion);
             }
-            match self.ring.submit_and_wait(1) {
+            match self.submit_and_wait() {
                 Ok(_) => self.take_completions(),
                 Err(error) => self.recover(error)?,
             }
         }
     }
     // ANCHOR_END: next_completion
+
+    // ANCHOR: batch_wait
+    /// Submits what was pushed and waits: for one completion, or, with batch waiting, for
+    /// the completions of the operations [`expect`](Ring::expect)ed and one more, for at most
+    /// the batch wait (then for whatever has come, or, if nothing has, for one).
+    ///
+    /// The point: a send that the kernel completes as it is submitted posts its completion
+    /// at once, and a wait for "one" would end right there, to be followed by a second system
+    /// call for the request that comes next. Waiting for both takes them in one. The timeout
+    /// bounds what the batch can cost a completion that has nothing behind it (the last
+    /// answer before a client goes quiet, a send that must wait for room): it waits that
+    /// much longer to be handled.
+    ///
+    /// (Linux 6.12 has a flag for this, `min_wait_usec`; on the machine the results were
+    /// measured on, it cost 6 µs of CPU per request where the timeout cost nothing.)
+    fn submit_and_wait(&mut self) -> io::Result<usize> {
+        let expected = std::mem::take(&mut self.expected);
+        match &self.batch_wait {
+            Some(timeout) if expected > 0 => {
+                let args = SubmitArgs::new().timespec(timeout);
+                match self.ring.submitter().submit_with_args(expected + 1, &args) {
+                    // The batch did not come whole in time: handle what did.
+                    Err(error) if error.raw_os_error() == Some(libc::ETIME) => Ok(0),
+                    other => other,
+                }
+            }
+            _ => self.ring.submit_and_wait(1),
+        }
+    }
+
+    /// Turns batch waiting on: a wait after submitting sends holds out for their
+    /// completions and the next one for at most `timeout` (Linux 5.11).
+    pub fn wait_for_batches(&mut self, timeout: std::time::Duration) {
+        self.batch_wait = Some(Timespec::from(timeout));
+    }
+
+    /// Says that the operation just pushed completes at once (a send to a socket with room):
+    /// with batch waiting, the next wait counts on its completion and waits for one more.
+    pub fn expect(&mut self) {
+        self.expected += 1;
+    }
+    // ANCHOR_END: batch_wait
 
     /// Moves every completion the kernel has posted into our own queue.
     fn take_completions(&mut self) {

@@ -419,7 +419,10 @@ impl Connection {
     }
 
     /// Submits the answers that wait, unless a send is already in flight: step07's outbox.
+    /// A send to a socket with room completes as it is submitted: the ring is told to count
+    /// on its completion and wait for the next one with it (see `worker::BATCH_WAIT`).
     fn send_answers(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+        let was_in_flight = self.outbox.in_flight();
         // SAFETY: the outbox and the socket belong to this connection, which stays in the
         // slab, socket open, until this send's completion has arrived (`idle` needs the
         // outbox not `in_flight`).
@@ -428,8 +431,12 @@ impl Connection {
                 Fd(self.stream.as_raw_fd()),
                 Token::Send(key).into(),
                 cx.ring,
-            )
+            )?;
         }
+        if !was_in_flight && self.outbox.in_flight() {
+            cx.ring.expect();
+        }
+        Ok(())
     }
 
     /// Closes at once if nothing is in flight, otherwise after cancelling what is (step07),

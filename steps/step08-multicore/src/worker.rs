@@ -29,6 +29,22 @@ use crate::shutdown;
 const BUFFERS: u16 = 1024;
 const BUFFER_SIZE: usize = 4096;
 
+// ANCHOR: batch_wait
+/// How long a wait holds out for a whole batch: the completions of the sends submitted with
+/// it, which the kernel posts at once, and the next completion after them (the client's next
+/// request, usually). Waiting for one would end at the first send's completion, and every
+/// request would cost a second `io_uring_enter`; holding out for the batch makes it one. A
+/// completion with nothing behind it (the last answer before a client goes quiet) is handled
+/// this much later at most.
+///
+/// Longer than the kernel's scheduler tick (4 ms at the common `HZ=250`), on purpose: a
+/// timeout earlier than the tick is the next timer to fire on its CPU, and arming and
+/// cancelling it reprograms the CPU's timer hardware, on a virtual machine a trip to the
+/// hypervisor each time. With 1 ms here, a request cost 9 µs of CPU with client and server
+/// on one CPU, against 3.4 µs with 4 ms or more (Linux 6.18 VM, `taskset -c 0` for both).
+const BATCH_WAIT: Duration = Duration::from_millis(5);
+// ANCHOR_END: batch_wait
+
 /// How long a graceful shutdown waits for clients to take their last answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -138,7 +154,7 @@ pub struct Worker {
 ///
 /// When the ring cannot be set up or fails, or the listener breaks.
 pub fn serve(
-    ring: Ring,
+    mut ring: Ring,
     ring_fd: Arc<OwnedFd>,
     listener: TcpListener,
     pool: &Pool,
@@ -147,6 +163,7 @@ pub fn serve(
     // The ring was created disabled, so that the thread using it, this one, is the one it
     // belongs to (`IORING_SETUP_SINGLE_ISSUER`).
     ring.io_uring().submitter().register_enable_rings()?;
+    ring.wait_for_batches(BATCH_WAIT);
     let buffers = BufferRing::register(&ring, 0, BUFFERS, BUFFER_SIZE)?;
     let mut worker = Worker {
         ring,
