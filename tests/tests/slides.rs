@@ -1,9 +1,9 @@
-//! The slides quote the workbook, and this test keeps them honest (STYLE.md, item 9).
+//! The slides quote the workbook, and this test keeps them honest.
 //!
 //! Two markers in `slides/*.md` (and in `README.md`, for its results table) tie a slide to the
-//! files it shows. Both are presenterm *user
-//! comments* (`<!-- // ... -->`), which presenterm ignores: a bare `<!-- quote: ... -->` would
-//! be an unknown comment command to it, and the deck would not load.
+//! files it shows. Both are presenterm *user comments* (`<!-- // ... -->`), which presenterm
+//! ignores: a bare `<!-- quote: ... -->` would be an unknown comment command to it, and the
+//! deck would not load.
 //!
 //! - `<!-- // quote: steps/step03-callbacks/src/lib.rs#event_loop -->`, right before a fenced
 //!   code block (blank lines may come between): the block must equal the region `event_loop`
@@ -13,14 +13,21 @@
 //! - `<!-- // results: step03 -->` (or several steps, `results: step01 step02`, or
 //!   `results: all`), right before a Markdown table: its header must start with `step`, name
 //!   columns of `results/table.md` (any of them, in any order: a terminal is too narrow for
-//!   all ten), and its rows must be exactly those steps, each cell equal to that step's cell in
+//!   all), and its rows must be exactly those steps, each cell equal to that step's cell in
 //!   `results/table.md` (compared trimmed: the padding of an aligned table does not matter).
+//!   That file may hold several tables (rates, costs, calls by kind; more in the per-core
+//!   mode), each with `step` first: a cell comes from the first table with its header.
+//!
+//! The decks are read as Markdown (pulldown-cmark), as presenterm reads them: a marker in a
+//! code block or in inline code is an example, not a marker, and a table ends where Markdown
+//! ends it (at a blank line or another block). A drifted table is rewritten with the runner's
+//! own renderer (`clients::table::markdown`), so that it reads like `results/table.md`.
 //!
 //! The check fails when a marker names a file or a region that does not exist, when a quote
 //! differs from its region, and when a results table differs from the committed results. While
 //! `results/table.md` is not committed yet, the results cells are not checked (a loud note
-//! says so on the terminal): the rows must still name the marker's steps, and the headers the
-//! table runner's columns (read from `clients/src/bin/table/columns.rs`).
+//! says so on the terminal): the rows must still name the marker's steps, and the headers must
+//! be columns of the table runner (asked of its code, `clients::table::columns::Column`).
 //!
 //! When a quote or a results table has drifted, this rewrites it from the source:
 //!
@@ -29,28 +36,22 @@
 //! git diff slides/ README.md    # then read the slide around each change: does the text still fit?
 //! ```
 //!
-//! Two more rules hold every step deck to the workshop's format: every step of `steps/` has
-//! a deck (`slides/<its folder name>.md`), and every slide of a step deck has speaker notes.
+//! Three more rules: every step of `steps/` has a deck (`slides/<its folder name>.md`), every
+//! slide of a step deck has speaker notes, and every region of the Rust sources is quoted (a
+//! region no slide quotes is an anchor left behind, or a slide that lost its code).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use clients::table::{columns::Column, markdown};
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag};
+
 // ---------------------------------------------------------------------------------------------
 // Named regions of a source file.
-
-/// Why a region could not be quoted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RegionError {
-    /// No `// ANCHOR: name` line.
-    Missing,
-    /// `// ANCHOR: name` without a matching `// ANCHOR_END: name` after it.
-    Unterminated,
-    /// Two regions with that name: a quote would be ambiguous.
-    Duplicate,
-}
 
 /// A line that opens or closes a region.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,20 +73,16 @@ fn anchor(line: &str) -> Option<Anchor<'_>> {
 
 /// The text of region `name` in `source`, as a slide must quote it: the lines between its
 /// markers, minus the marker lines of other regions, minus their common indentation; lines
-/// joined by `\n`, no newline after the last.
-fn region(source: &str, name: &str) -> Result<String, RegionError> {
-    let mut found = false;
-    let mut inside = false;
-    let mut lines = Vec::new();
+/// joined by `\n`, no newline after the last. The error says why it cannot be quoted.
+fn region(source: &str, name: &str) -> Result<String, &'static str> {
+    let (mut found, mut inside, mut lines) = (false, false, Vec::new());
     for line in source.lines() {
         match anchor(line) {
-            Some(Anchor::Start(start)) if start == name => {
-                if found {
-                    return Err(RegionError::Duplicate);
-                }
-                found = true;
-                inside = true;
+            // Two regions of one name: a quote would be ambiguous.
+            Some(Anchor::Start(start)) if start == name && found => {
+                return Err("has two regions named");
             }
+            Some(Anchor::Start(start)) if start == name => (found, inside) = (true, true),
             Some(Anchor::End(end)) if end == name && inside => inside = false,
             // A nested region's markers are bookkeeping, never part of a quote.
             Some(_) => {}
@@ -94,526 +91,358 @@ fn region(source: &str, name: &str) -> Result<String, RegionError> {
         }
     }
     match (found, inside) {
-        (false, _) => Err(RegionError::Missing),
-        (true, true) => Err(RegionError::Unterminated),
+        (false, _) => Err("has no region named"),
+        (true, true) => Err("never ends (no ANCHOR_END) region"),
         (true, false) => Ok(dedent(&lines)),
     }
 }
 
 /// Removes the indentation common to the non-blank lines; blank lines become empty.
 fn dedent(lines: &[&str]) -> String {
+    let blank = |line: &str| line.trim().is_empty();
     let indent = lines
         .iter()
-        .filter(|line| !line.trim().is_empty())
+        .filter(|line| !blank(line))
         .map(|line| line.len() - line.trim_start().len())
         .min()
         .unwrap_or(0);
-    lines
+    let lines: Vec<&str> = lines
         .iter()
-        .map(|line| {
-            if line.trim().is_empty() {
-                ""
-            } else {
-                &line[indent..]
-            }
+        .map(|line| if blank(line) { "" } else { &line[indent..] })
+        .collect();
+    lines.join("\n")
+}
+
+/// Every region of `sources` ((file, text) pairs) that no quote names, as `file#region`.
+fn orphans(sources: &[(String, String)], quoted: &HashSet<String>) -> Vec<String> {
+    let regions = sources.iter().flat_map(|(file, source)| {
+        source.lines().filter_map(move |line| match anchor(line) {
+            Some(Anchor::Start(name)) => Some(format!("{file}#{name}")),
+            _ => None,
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+    });
+    regions.filter(|region| !quoted.contains(region)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
-// The committed results table.
+// The blocks of a Markdown document.
 
-/// `results/table.md` as a table: its column headers, and each step's cells by header.
+/// A block, in document order. A block the checks do not read is `Other`, so that "the block
+/// after a marker" is the next block, whatever it is.
 #[derive(Debug)]
+enum Block<'a> {
+    /// An HTML comment on lines of its own, inside `<!--` and `-->`, trimmed: a marker, a
+    /// speaker note, a slide's end.
+    Comment(&'a str),
+    /// A fenced code block's text, fences included.
+    Code(&'a str),
+    /// A table's rows, the header row first; each cell as written, trimmed (not as rendered:
+    /// `**3**` is not `3` to a reader of the deck), and a short row filled with empty cells.
+    Table(Vec<Vec<String>>),
+    /// A heading's first line without its `#`s: the title of its slide.
+    Heading(&'a str),
+    Other,
+}
+
+/// The blocks of `text`, each with its byte range.
+fn blocks(text: &str) -> Vec<(Block<'_>, Range<usize>)> {
+    // Tables; and front matter, so that presenterm's `---` block of settings is no block.
+    let options = Options::ENABLE_TABLES | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
+    let mut events = Parser::new_ext(text, options).into_offset_iter();
+    let mut blocks = Vec::new();
+    while let Some((event, range)) = events.next() {
+        let raw = text[range.clone()].trim();
+        let block = match event {
+            // Lists, their items and quotes hold blocks, which come next.
+            Event::Start(Tag::List(_) | Tag::Item | Tag::BlockQuote(_)) | Event::Rule => {
+                Block::Other
+            }
+            Event::Start(tag) => {
+                let rows = rows_inside(text, &mut events);
+                match tag {
+                    Tag::HtmlBlock => comment(raw).map_or(Block::Other, Block::Comment),
+                    Tag::CodeBlock(CodeBlockKind::Fenced(_)) => Block::Code(raw),
+                    Tag::Table(_) => Block::Table(rows),
+                    Tag::Heading { .. } => {
+                        Block::Heading(raw.lines().next().unwrap_or("").trim_matches('#').trim())
+                    }
+                    Tag::MetadataBlock(_) => continue,
+                    _ => Block::Other,
+                }
+            }
+            _ => continue,
+        };
+        blocks.push((block, range));
+    }
+    blocks
+}
+
+/// The text of an HTML comment, `<!-- text -->`, trimmed.
+fn comment(html: &str) -> Option<&str> {
+    Some(html.strip_prefix("<!--")?.strip_suffix("-->")?.trim())
+}
+
+/// Consumes the events of the element just started, up to its end; returns the rows of cells
+/// among them (a table's, the header row first; none in other blocks).
+fn rows_inside<'a>(
+    text: &str,
+    events: &mut impl Iterator<Item = (Event<'a>, Range<usize>)>,
+) -> Vec<Vec<String>> {
+    let (mut depth, mut rows) = (1, Vec::<Vec<String>>::new());
+    for (event, range) in events {
+        match event {
+            Event::End(_) if depth == 1 => break,
+            Event::End(_) => depth -= 1,
+            Event::Start(tag) => {
+                depth += 1;
+                match (tag, rows.last_mut()) {
+                    (Tag::TableHead | Tag::TableRow, _) => rows.push(Vec::new()),
+                    (Tag::TableCell, Some(row)) => row.push(text[range].trim().to_string()),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
+}
+
+/// The fence a line opens a code block with, if it could: its character and length.
+fn fence(line: &str) -> Option<(char, usize)> {
+    let line = line.trim_start();
+    let ch = line.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    let len = line.chars().take_while(|c| *c == ch).count();
+    (len >= 3).then_some((ch, len))
+}
+
+/// The line of a byte offset, from 1, for a message an editor can jump to.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset].matches('\n').count() + 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// The committed results.
+
+/// `results/table.md`: every table of it whose first header is `step`, merged.
+#[derive(Debug, Default)]
 struct Results {
+    /// Every header once, in the order of the file.
     headers: Vec<String>,
-    /// In the order of the file: `results: all` lists the steps in this order.
-    rows: Vec<(String, HashMap<String, String>)>,
+    /// Every step once, in the order of the file: what `results: all` stands for.
+    steps: Vec<String>,
+    /// (step, header) -> cell, from the first table with that header: in the per-core mode,
+    /// each placement repeats the tables, and the first is the one slides show.
+    cells: HashMap<(String, String), String>,
 }
 
 impl Results {
-    /// Parses the first Markdown table whose first header is `step`, as the table runner
-    /// writes it (the notes below the table are not part of it).
     fn parse(text: &str) -> Result<Results, String> {
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines
-            .iter()
-            .position(|line| {
-                line.trim_start().starts_with('|')
-                    && cells(line).first().is_some_and(|c| c == "step")
-            })
-            .ok_or("no table with a `step` column")?;
-        let table =
-            parse_table(&lines[start..]).map_err(|error| format!("line {}: {error}", start + 1))?;
-        let rows = table
-            .rows
-            .into_iter()
-            .map(|row| {
-                let step = row[0].clone();
-                let cells = table.headers.iter().cloned().zip(row).collect();
-                (step, cells)
-            })
-            .collect();
-        Ok(Results {
-            headers: table.headers,
-            rows,
-        })
-    }
-
-    fn row(&self, step: &str) -> Option<&HashMap<String, String>> {
-        self.rows
-            .iter()
-            .find(|(name, _)| name == step)
-            .map(|(_, row)| row)
-    }
-}
-
-/// A Markdown table: headers and rows of trimmed cells.
-#[derive(Debug, PartialEq, Eq)]
-struct Table {
-    headers: Vec<String>,
-    rows: Vec<Vec<String>>,
-    /// How many lines it spans, from its header to its last row.
-    len: usize,
-}
-
-/// The cells of one `| a | b |` line, trimmed.
-fn cells(line: &str) -> Vec<String> {
-    let line = line.trim();
-    let line = line.strip_prefix('|').unwrap_or(line);
-    let line = line.strip_suffix('|').unwrap_or(line);
-    line.split('|')
-        .map(|cell| cell.trim().to_string())
-        .collect()
-}
-
-/// Parses the table at the start of `lines`: a header, a separator, rows, until a line that
-/// does not start with `|`.
-fn parse_table(lines: &[&str]) -> Result<Table, String> {
-    let len = lines
-        .iter()
-        .take_while(|line| line.trim_start().starts_with('|'))
-        .count();
-    if len < 2 {
-        return Err("expected a Markdown table (a header row, then a separator row)".into());
-    }
-    let headers = cells(lines[0]);
-    let separator = cells(lines[1]);
-    let is_separator = separator.len() == headers.len()
-        && separator.iter().all(|cell| {
-            let dashes = cell.trim_start_matches(':').trim_end_matches(':');
-            !dashes.is_empty() && dashes.chars().all(|c| c == '-')
-        });
-    if !is_separator {
-        return Err("the table's second line is not a separator row like `| --- | ---: |`".into());
-    }
-    let mut rows = Vec::new();
-    for (i, line) in lines[2..len].iter().enumerate() {
-        let row = cells(line);
-        if row.len() != headers.len() {
-            return Err(format!(
-                "row {} has {} cells for {} headers",
-                i + 1,
-                row.len(),
-                headers.len()
-            ));
-        }
-        rows.push(row);
-    }
-    Ok(Table { headers, rows, len })
-}
-
-/// An aligned Markdown table like the runner's: the step column left, numbers right.
-fn render_table(headers: &[String], rows: &[Vec<String>]) -> Vec<String> {
-    let width = |i: usize| {
-        rows.iter()
-            .map(|row| row[i].chars().count())
-            .chain([headers[i].chars().count(), 3])
-            .max()
-            .unwrap_or(3)
-    };
-    let widths: Vec<usize> = (0..headers.len()).map(width).collect();
-    let line = |row: &[String]| {
-        let mut out = String::from("|");
-        for (i, cell) in row.iter().enumerate() {
-            let pad = " ".repeat(widths[i] - cell.chars().count());
-            let _ = if i == 0 {
-                write!(out, " {cell}{pad} |")
-            } else {
-                write!(out, " {pad}{cell} |")
+        let mut results = Results::default();
+        for (block, _) in blocks(text) {
+            let Block::Table(table) = block else { continue };
+            let Some((headers, rows)) = table.split_first() else {
+                continue;
             };
+            if headers[0] != "step" {
+                continue;
+            }
+            for header in headers {
+                if !results.headers.contains(header) {
+                    results.headers.push(header.clone());
+                }
+            }
+            for row in rows {
+                if !results.steps.contains(&row[0]) {
+                    results.steps.push(row[0].clone());
+                }
+                for (header, cell) in headers.iter().zip(row) {
+                    let key = (row[0].clone(), header.clone());
+                    results.cells.entry(key).or_insert_with(|| cell.clone());
+                }
+            }
         }
-        out
-    };
-    let mut separator = String::from("|");
-    for (i, width) in widths.iter().enumerate() {
-        let _ = if i == 0 {
-            write!(separator, " {} |", "-".repeat(*width))
-        } else {
-            write!(separator, " {}: |", "-".repeat(width - 1))
-        };
+        if results.headers.is_empty() {
+            return Err("no table with a `step` column".into());
+        }
+        Ok(results)
     }
-    let mut out = vec![line(headers), separator];
-    out.extend(rows.iter().map(|row| line(row)));
-    out
+
+    /// The rows of `steps` under `headers`, or what is missing for them.
+    fn rows(&self, steps: &[&str], headers: &[String]) -> Result<Vec<Vec<String>>, String> {
+        let cell = |step: &str, header: &String| {
+            let key = (step.to_string(), header.clone());
+            match self.cells.get(&key) {
+                Some(cell) => Ok(cell.clone()),
+                None if self.steps.contains(&key.0) => Err(format!("`{header}` for {step}")),
+                None => Err(format!("row for {step}")),
+            }
+        };
+        let row = |step: &&str| headers.iter().map(|header| cell(step, header)).collect();
+        steps.iter().map(row).collect()
+    }
+}
+
+/// The runner's headers, `step` first: what a results table may show while `results/table.md`
+/// is not committed.
+fn runner_columns() -> Vec<String> {
+    let headers = Column::every(true).into_iter().map(Column::header);
+    std::iter::once("step".to_string()).chain(headers).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Checking one deck.
 
-/// What a problem is about: the two tests report their own kind.
+/// What a problem is about: each test reports its own kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Quote,
     Results,
 }
 
-/// One thing wrong with a deck, at a line of it.
-#[derive(Debug, Clone)]
+/// One thing wrong with a deck, at a byte offset of it; and, when the source says what the
+/// block should be, the text to put in place of a range of the deck (`UPDATE_SLIDES=1`).
+#[derive(Debug)]
 struct Problem {
     kind: Kind,
-    /// `slides/step03-callbacks.md:42`
-    at: String,
+    at: usize,
     message: String,
-    /// Whether `UPDATE_SLIDES=1` rewrites it from the source.
-    fixable: bool,
+    fix: Option<(Range<usize>, String)>,
 }
 
-/// The result of checking one deck: its problems, and its text with every fixable one fixed.
-#[derive(Debug)]
+/// A problem that only a person can fix.
+fn unfixable(kind: Kind, at: usize, message: String) -> Result<(), Problem> {
+    let fix = None;
+    Err(Problem {
+        kind,
+        at,
+        message,
+        fix,
+    })
+}
+
+/// A deck's problems, and what its markers name.
+#[derive(Debug, Default)]
 struct Checked {
     problems: Vec<Problem>,
-    fixed: String,
-    quotes: usize,
+    /// The `file#region` of every quote.
+    quoted: Vec<String>,
     results_tables: usize,
 }
 
-/// The marker of a comment line, if it is one: `quote: ...` or `results: ...`, and whether it
-/// was written as a user comment (`<!-- // ... -->`), the only form presenterm accepts.
-fn marker(line: &str) -> Option<(Kind, &str, bool)> {
-    let inner = line
-        .trim()
-        .strip_prefix("<!--")?
-        .strip_suffix("-->")?
-        .trim();
-    let (user_comment, body) = match inner.strip_prefix("//") {
+/// What a deck is checked against.
+struct Context<'a> {
+    /// The text of a workbook file, by its path relative to the workspace (None: no such file).
+    read: &'a dyn Fn(&str) -> Option<String>,
+    /// `results/table.md`, if committed.
+    results: Option<&'a Results>,
+    /// The runner's headers, which results tables are held to while the results are not.
+    columns: &'a [String],
+}
+
+/// The marker in a comment, if it is one: `quote: ...` or `results: ...`, and whether it was
+/// written as a user comment (`<!-- // ... -->`), the only form presenterm accepts.
+fn marker(comment: &str) -> Option<(Kind, &str, bool)> {
+    let (user_comment, body) = match comment.strip_prefix("//") {
         Some(body) => (true, body.trim_start()),
-        None => (false, inner),
+        None => (false, comment),
     };
     if let Some(value) = body.strip_prefix("quote:") {
-        Some((Kind::Quote, value.trim(), user_comment))
-    } else {
-        body.strip_prefix("results:")
-            .map(|value| (Kind::Results, value.trim(), user_comment))
+        return Some((Kind::Quote, value.trim(), user_comment));
     }
+    let value = body.strip_prefix("results:")?;
+    Some((Kind::Results, value.trim(), user_comment))
 }
 
-/// The fence that opens a fenced code block on this line: its character and length.
-fn fence_open(line: &str) -> Option<(char, usize)> {
-    let line = line.trim_start();
-    let first = line.chars().next().filter(|c| *c == '`' || *c == '~')?;
-    let len = line.chars().take_while(|c| *c == first).count();
-    (len >= 3).then_some((first, len))
-}
-
-/// Whether this line closes a block opened by `fence`.
-fn fence_closes(line: &str, (ch, len): (char, usize)) -> bool {
-    let line = line.trim();
-    line.chars().take_while(|c| *c == ch).count() >= len && line.chars().all(|c| c == ch)
-}
-
-/// Checks one deck. `read` gives the text of a workbook file by its path relative to the
-/// workspace (None: no such file); `results` is the parsed `results/table.md`, if committed;
-/// `columns` the table runner's column headers, which results tables are held to while it is
-/// not (None: unknown, not checked).
-fn check_deck(
-    deck: &str,
-    text: &str,
-    read: &dyn Fn(&str) -> Option<String>,
-    results: Option<&Results>,
-    columns: Option<&[String]>,
-) -> Checked {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut problems = Vec::new();
-    // (first line, number of lines, replacement): applied at the end, back to front.
-    let mut fixes: Vec<(usize, usize, Vec<String>)> = Vec::new();
-    let (mut quotes, mut results_tables) = (0, 0);
-    let mut problem = |kind, line: usize, message: String, fixable| {
-        problems.push(Problem {
-            kind,
-            at: format!("{deck}:{}", line + 1),
-            message,
-            fixable,
-        });
-    };
-
-    let mut i = 0;
-    while i < lines.len() {
-        // Markers inside code blocks are examples, not markers.
-        if let Some(fence) = fence_open(lines[i]) {
-            i += 1;
-            while i < lines.len() && !fence_closes(lines[i], fence) {
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        let Some((kind, value, user_comment)) = marker(lines[i]) else {
-            i += 1;
+fn check_deck(text: &str, context: &Context) -> Checked {
+    let blocks = blocks(text);
+    let mut checked = Checked::default();
+    for (i, (block, range)) in blocks.iter().enumerate() {
+        let Block::Comment(comment) = block else {
             continue;
         };
-        let at = i;
-        i += 1;
+        let Some((kind, value, user_comment)) = marker(comment) else {
+            continue;
+        };
         if !user_comment {
-            problem(
-                kind,
-                at,
-                format!(
-                    "presenterm rejects unknown comment commands: write this marker as a user \
-                     comment, `<!-- // {} -->`",
-                    lines[at]
-                        .trim()
-                        .trim_start_matches("<!--")
-                        .trim_end_matches("-->")
-                        .trim()
-                ),
-                false,
+            let message = format!(
+                "presenterm rejects unknown comment commands: write this marker as a user \
+                 comment, `<!-- // {comment} -->`"
             );
+            checked
+                .problems
+                .extend(unfixable(kind, range.start, message).err());
         }
-        // The block or table belongs to the marker: blank lines may come between.
-        while i < lines.len() && lines[i].trim().is_empty() {
-            i += 1;
-        }
-        match kind {
+        let next = blocks.get(i + 1);
+        let result = match kind {
             Kind::Quote => {
-                quotes += 1;
-                let Some(fence) = lines.get(i).and_then(|line| fence_open(line)) else {
-                    problem(
-                        kind,
-                        at,
-                        format!("`quote: {value}` is not followed by a fenced code block"),
-                        false,
-                    );
-                    continue;
-                };
-                let open = i;
-                let mut close = open + 1;
-                while close < lines.len() && !fence_closes(lines[close], fence) {
-                    close += 1;
-                }
-                i = close + 1;
-                if close == lines.len() {
-                    problem(kind, open, "this code block is never closed".into(), false);
-                    continue;
-                }
-                let Some((file, name)) = value.split_once('#') else {
-                    problem(
-                        kind,
-                        at,
-                        format!("`quote: {value}`: expected `path/to/file.rs#region`"),
-                        false,
-                    );
-                    continue;
-                };
-                let Some(source) = read(file) else {
-                    problem(
-                        kind,
-                        at,
-                        format!("quotes `{file}`, which does not exist"),
-                        false,
-                    );
-                    continue;
-                };
-                let expected = match region(&source, name) {
-                    Ok(expected) => expected,
-                    Err(error) => {
-                        let why = match error {
-                            RegionError::Missing => "has no region named",
-                            RegionError::Unterminated => "never ends (no ANCHOR_END) region",
-                            RegionError::Duplicate => "has two regions named",
-                        };
-                        problem(kind, at, format!("`{file}` {why} `{name}`"), false);
-                        continue;
-                    }
-                };
-                let actual = lines[open + 1..close].join("\n");
-                if actual != expected {
-                    problem(
-                        kind,
-                        open + 1,
-                        format!(
-                            "the quote of `{value}` differs from the source\n{}",
-                            first_difference(&actual, &expected)
-                        ),
-                        true,
-                    );
-                    fixes.push((
-                        open,
-                        close + 1 - open,
-                        fenced(lines[open], fence, &expected),
-                    ));
-                }
+                checked.quoted.push(value.to_string());
+                check_quote(value, range.start, next, context.read)
             }
             Kind::Results => {
-                results_tables += 1;
-                let table_lines = &lines[i.min(lines.len())..];
-                let table = match parse_table(table_lines) {
-                    Ok(table) => table,
-                    Err(error) => {
-                        problem(kind, at, format!("`results: {value}`: {error}"), false);
-                        continue;
-                    }
-                };
-                let start = i;
-                i += table.len;
-                if table.headers.first().map(String::as_str) != Some("step") {
-                    problem(
-                        kind,
-                        start,
-                        "the first column of a results table must be `step`".into(),
-                        false,
-                    );
-                    continue;
-                }
-                let wanted: Vec<String> = if value == "all" {
-                    match results {
-                        Some(results) => results.rows.iter().map(|(s, _)| s.clone()).collect(),
-                        // Without the results, `all` means whatever rows the slide has.
-                        None => table.rows.iter().map(|row| row[0].clone()).collect(),
-                    }
-                } else {
-                    value
-                        .split([' ', ','])
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                };
-                if wanted.is_empty() {
-                    problem(kind, at, "`results:` names no step".into(), false);
-                    continue;
-                }
-                let Some(results) = results else {
-                    // Not committed yet: the cells cannot be checked, the rows' steps can, and
-                    // the headers against the runner's own column names.
-                    let steps: Vec<String> = table.rows.iter().map(|row| row[0].clone()).collect();
-                    if steps != wanted {
-                        problem(
-                            kind,
-                            start,
-                            format!("the table's rows are {steps:?}, the marker says {wanted:?}"),
-                            false,
-                        );
-                    }
-                    let unknown: Vec<&String> = table.headers[1..]
-                        .iter()
-                        .filter(|header| columns.is_some_and(|known| !known.contains(header)))
-                        .collect();
-                    if !unknown.is_empty() {
-                        problem(
-                            kind,
-                            start,
-                            format!(
-                                "columns {unknown:?} are not columns of the table runner, whose \
-                                 columns are {columns:?}"
-                            ),
-                            false,
-                        );
-                    }
-                    continue;
-                };
-                let unknown: Vec<&String> = table.headers[1..]
-                    .iter()
-                    .filter(|header| !results.headers.contains(header))
-                    .collect();
-                if !unknown.is_empty() {
-                    problem(
-                        kind,
-                        start,
-                        format!(
-                            "columns {unknown:?} are not in results/table.md, whose columns are \
-                             {:?}",
-                            results.headers
-                        ),
-                        false,
-                    );
-                    continue;
-                }
-                let mut expected = Vec::new();
-                let mut missing = Vec::new();
-                for step in &wanted {
-                    match results.row(step) {
-                        Some(row) => expected.push(
-                            table
-                                .headers
-                                .iter()
-                                .map(|header| row[header].clone())
-                                .collect::<Vec<_>>(),
-                        ),
-                        None => missing.push(step.as_str()),
-                    }
-                }
-                if !missing.is_empty() {
-                    problem(
-                        kind,
-                        at,
-                        format!("results/table.md has no row for {missing:?}"),
-                        false,
-                    );
-                    continue;
-                }
-                if table.rows != expected {
-                    let mut message = format!(
-                        "the results table for `{value}` differs from results/table.md\n  slide:"
-                    );
-                    for row in &table.rows {
-                        let _ = write!(message, "\n    {}", row.join(" | "));
-                    }
-                    message.push_str("\n  results/table.md:");
-                    for row in &expected {
-                        let _ = write!(message, "\n    {}", row.join(" | "));
-                    }
-                    problem(kind, start, message, true);
-                    fixes.push((start, table.len, render_table(&table.headers, &expected)));
-                }
+                checked.results_tables += 1;
+                check_results(value, range.start, next, context)
             }
-        }
+        };
+        checked.problems.extend(result.err());
     }
-
-    let mut fixed: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
-    fixes.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
-    for (start, len, replacement) in fixes {
-        fixed.splice(start..start + len, replacement);
-    }
-    let mut fixed = fixed.join("\n");
-    if text.ends_with('\n') {
-        fixed.push('\n');
-    }
-    Checked {
-        problems,
-        fixed,
-        quotes,
-        results_tables,
-    }
+    checked
 }
 
-/// The block again, with `content` in it, and a longer fence if the content needs one (a
-/// quoted doc comment may hold a ``` fence of its own).
-fn fenced(open_line: &str, (ch, len): (char, usize), content: &str) -> Vec<String> {
-    let longest_inner = content
-        .lines()
-        .filter_map(fence_open)
-        .filter(|(inner, _)| *inner == ch)
-        .map(|(_, inner_len)| inner_len)
-        .max()
-        .unwrap_or(0);
-    let fence_len = len.max(longest_inner + 1);
+/// A quote: the next block is a fenced code block equal to the region it names.
+fn check_quote(
+    value: &str,
+    marker: usize,
+    next: Option<&(Block, Range<usize>)>,
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Problem> {
+    let fail = |at, message| unfixable(Kind::Quote, at, message);
+    let Some((Block::Code(code), range)) = next else {
+        let message = format!("`quote: {value}` is not followed by a fenced code block");
+        return fail(marker, message);
+    };
+    let lines: Vec<&str> = code.lines().collect();
+    let (ch, len) = fence(lines[0]).expect("a fenced code block opens with a fence");
+    let last = lines[lines.len() - 1].trim();
+    // Markdown ends an unclosed block with the document: rewriting it would eat the deck.
+    if lines.len() < 2 || last.len() < len || last.chars().any(|c| c != ch) {
+        return fail(range.start, "this code block is never closed".into());
+    }
+    let Some((file, name)) = value.split_once('#') else {
+        let message = format!("`quote: {value}`: expected `path/to/file.rs#region`");
+        return fail(marker, message);
+    };
+    let Some(source) = read(file) else {
+        return fail(marker, format!("quotes `{file}`, which does not exist"));
+    };
+    let expected = match region(&source, name) {
+        Ok(expected) => expected,
+        Err(why) => return fail(marker, format!("`{file}` {why} `{name}`")),
+    };
+    let actual = lines[1..lines.len() - 1].join("\n");
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Problem {
+        kind: Kind::Quote,
+        // The block's first line.
+        at: range.start + lines[0].len() + 1,
+        message: format!(
+            "the quote of `{value}` differs from the source\n{}",
+            first_difference(&actual, &expected)
+        ),
+        fix: Some((range.clone(), fenced(lines[0], (ch, len), &expected))),
+    })
+}
+
+/// The block again with `content` in it, and a longer fence if a line of the content could
+/// close it (a quoted raw string may hold a ``` line; a doc comment's ``` starts with `///`).
+fn fenced(open_line: &str, (ch, len): (char, usize), content: &str) -> String {
+    let inner = content.lines().filter_map(fence).filter(|(c, _)| *c == ch);
+    let longest_inner = inner.map(|(_, len)| len).max().unwrap_or(0);
+    let fence = ch.to_string().repeat(len.max(longest_inner + 1));
     let info = open_line.trim_start().trim_start_matches(ch);
-    let fence = ch.to_string().repeat(fence_len);
-    let mut out = vec![format!("{fence}{info}")];
-    out.extend(content.lines().map(str::to_string));
-    out.push(fence);
-    out
+    let lines: String = content.lines().map(|line| format!("{line}\n")).collect();
+    format!("{fence}{info}\n{lines}{fence}")
 }
 
 /// Where two texts first differ, line by line, for a failure message.
@@ -635,8 +464,99 @@ fn first_difference(actual: &str, expected: &str) -> String {
     )
 }
 
+/// A results table: the next block is a table of the marker's steps, under known headers,
+/// with the cells of the committed results.
+fn check_results(
+    value: &str,
+    marker: usize,
+    next: Option<&(Block, Range<usize>)>,
+    context: &Context,
+) -> Result<(), Problem> {
+    let fail = |at, message| unfixable(Kind::Results, at, message);
+    let Some((Block::Table(table), range)) = next else {
+        let message = format!(
+            "`results: {value}`: expected a Markdown table (a header row, then a separator row)"
+        );
+        return fail(marker, message);
+    };
+    let (headers, rows) = table.split_first().expect("a table has a header row");
+    if headers[0] != "step" {
+        let message = "the first column of a results table must be `step`";
+        return fail(range.start, message.into());
+    }
+    let steps: Vec<&str> = rows.iter().map(|row| row[0].as_str()).collect();
+    let wanted: Vec<&str> = match (value, context.results) {
+        ("all", Some(results)) => results.steps.iter().map(String::as_str).collect(),
+        // Without the results, `all` means whatever rows the slide has.
+        ("all", None) => steps.clone(),
+        _ => value.split([' ', ',']).filter(|s| !s.is_empty()).collect(),
+    };
+    if wanted.is_empty() {
+        return fail(marker, "`results:` names no step".into());
+    }
+    let (known, known_as) = match context.results {
+        Some(results) => (&results.headers[..], "in results/table.md"),
+        None => (context.columns, "columns of the table runner"),
+    };
+    let unknown: Vec<&String> = headers.iter().filter(|h| !known.contains(h)).collect();
+    if !unknown.is_empty() {
+        let message =
+            format!("columns {unknown:?} are not {known_as}, whose columns are {known:?}");
+        return fail(range.start, message);
+    }
+    let Some(results) = context.results else {
+        // Not committed yet: the cells cannot be checked, the rows' steps can.
+        if steps == wanted {
+            return Ok(());
+        }
+        let message = format!("the table's rows are {steps:?}, the marker says {wanted:?}");
+        return fail(range.start, message);
+    };
+    let expected = match results.rows(&wanted, headers) {
+        Ok(expected) => expected,
+        Err(missing) => return fail(marker, format!("results/table.md has no {missing}")),
+    };
+    if rows == expected {
+        return Ok(());
+    }
+    let show = |rows: &[Vec<String>]| -> String {
+        let rows = rows.iter().map(|row| format!("\n    {}", row.join(" | ")));
+        rows.collect()
+    };
+    let message = format!(
+        "the results table for `{value}` differs from results/table.md\n  slide:{}\n  \
+         results/table.md:{}",
+        show(rows),
+        show(&expected)
+    );
+    Err(Problem {
+        kind: Kind::Results,
+        at: range.start,
+        message,
+        fix: Some((range.clone(), markdown::table(headers, &expected))),
+    })
+}
+
+/// `text` with every fix of `problems` made.
+fn fixed(text: &str, problems: &[Problem]) -> String {
+    let mut fixes: Vec<_> = problems.iter().filter_map(|p| p.fix.as_ref()).collect();
+    // Back to front, so that each range still holds when its turn comes.
+    fixes.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut fixed = text.to_string();
+    for (range, replacement) in fixes {
+        // A table's range ends after its last newline if it has one, a rendered table too.
+        let end = if text[range.clone()].ends_with('\n') {
+            replacement.len()
+        } else {
+            replacement.trim_end_matches('\n').len()
+        };
+        fixed.replace_range(range.clone(), &replacement[..end]);
+    }
+    fixed
+}
+
 // ---------------------------------------------------------------------------------------------
-// The workbook's decks.
+// The workbook.
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -645,123 +565,96 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `*.md` under `slides/`, and `README.md` (whose results table is marked the same
-/// way), as (path relative to the workspace, text).
-fn decks() -> Vec<(String, String)> {
-    fn walk(folder: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(folder) else {
-            return;
-        };
-        for entry in entries.flatten() {
+/// The files under `folder` (of the workspace) named `*.{extension}`, as (path relative to the
+/// workspace, text), sorted. Build output (`target/`) is not the workbook's.
+fn files(folder: &str, extension: &str) -> Vec<(String, String)> {
+    fn walk(folder: &Path, extension: &str, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
             let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
+            if path.is_dir() && !path.ends_with("target") {
+                walk(&path, extension, out);
+            } else if path.extension().is_some_and(|e| e == extension) {
                 out.push(path);
             }
         }
     }
-    let root = workspace();
     let mut paths = Vec::new();
-    walk(&root.join("slides"), &mut paths);
+    walk(&workspace().join(folder), extension, &mut paths);
     paths.sort();
-    paths.push(root.join("README.md"));
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            let name = path
-                .strip_prefix(&root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            (name, text)
-        })
-        .collect()
+    paths.iter().map(|path| read(path)).collect()
 }
 
-/// The step folders of `steps/` (`step03-callbacks`, ...), sorted.
-fn step_folders() -> Vec<String> {
-    let mut folders: Vec<String> = std::fs::read_dir(workspace().join("steps"))
-        .expect("the workspace has a steps/ folder")
-        .flatten()
-        .filter(|entry| entry.path().join("Cargo.toml").is_file())
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name.starts_with("step"))
-        .collect();
-    folders.sort();
-    folders
+/// A file of the workspace, as (path relative to the workspace, text).
+fn read(path: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let root = workspace();
+    let name = path.strip_prefix(&root).unwrap_or(path);
+    (name.display().to_string(), text)
 }
 
-/// The runner's column headers, read from its source (`Column::header` in
-/// `clients/src/bin/table/columns.rs`): what the headers of a results table on a slide may be
-/// while `results/table.md` is not committed. None if that source has changed shape.
-fn runner_columns(source: &str) -> Option<Vec<String>> {
-    let body = source.split_once("fn header(")?.1;
-    let body = body.split_once("\n    }\n")?.0;
-    let mut columns = vec!["step".to_string()];
-    for line in body.lines() {
-        if let Some((_, literal)) = line.split_once("=> \"") {
-            columns.push(literal.split_once('"')?.0.to_string());
-        }
-    }
-    (columns.len() > 1).then_some(columns)
+/// Every `*.md` under `slides/`, and `README.md` (whose results table is marked the same way).
+fn decks() -> Vec<(String, String)> {
+    let mut decks = files("slides", "md");
+    decks.push(read(&workspace().join("README.md")));
+    decks
 }
 
 /// Every deck checked once per test run; with `UPDATE_SLIDES` set, the fixable problems are
-/// written back to the decks here, once, and not reported.
+/// fixed in the decks here, once, and not reported.
 struct Report {
-    problems: Vec<Problem>,
-    quotes: usize,
+    /// Each at its `deck:line`.
+    problems: Vec<(String, Problem)>,
+    quoted: HashSet<String>,
     results_tables: usize,
     results_committed: bool,
-    rewritten: Vec<String>,
 }
 
 fn report() -> &'static Report {
     static REPORT: OnceLock<Report> = OnceLock::new();
     REPORT.get_or_init(|| {
         let root = workspace();
-        let results_text = std::fs::read_to_string(root.join("results/table.md")).ok();
-        let results = results_text.as_deref().map(|text| {
-            Results::parse(text)
+        let results = std::fs::read_to_string(root.join("results/table.md")).ok();
+        let results = results.map(|text| {
+            Results::parse(&text)
                 .unwrap_or_else(|error| panic!("results/table.md cannot be read: {error}"))
         });
-        let read = |file: &str| std::fs::read_to_string(root.join(file)).ok();
-        let columns = read("clients/src/bin/table/columns.rs")
-            .as_deref()
-            .and_then(runner_columns);
+        let context = Context {
+            read: &|file: &str| std::fs::read_to_string(root.join(file)).ok(),
+            results: results.as_ref(),
+            columns: &runner_columns(),
+        };
         let update = std::env::var_os("UPDATE_SLIDES").is_some_and(|v| !v.is_empty() && v != "0");
         let mut report = Report {
             problems: Vec::new(),
-            quotes: 0,
+            quoted: HashSet::new(),
             results_tables: 0,
             results_committed: results.is_some(),
-            rewritten: Vec::new(),
         };
+        let mut rewritten = Vec::new();
         for (deck, text) in decks() {
-            let checked = check_deck(&deck, &text, &read, results.as_ref(), columns.as_deref());
-            report.quotes += checked.quotes;
-            report.results_tables += checked.results_tables;
-            if update && checked.fixed != text {
-                std::fs::write(root.join(&deck), &checked.fixed)
+            let mut checked = check_deck(&text, &context);
+            let fixed = fixed(&text, &checked.problems);
+            if update && fixed != text {
+                std::fs::write(root.join(&deck), &fixed)
                     .unwrap_or_else(|e| panic!("cannot rewrite {deck}: {e}"));
-                report.rewritten.push(deck);
-                report
-                    .problems
-                    .extend(checked.problems.into_iter().filter(|p| !p.fixable));
-            } else {
-                report.problems.extend(checked.problems);
+                checked.problems.retain(|p| p.fix.is_none());
+                rewritten.push(deck.clone());
             }
+            let at = |p: &Problem| format!("{deck}:{}", line_of(&text, p.at));
+            report
+                .problems
+                .extend(checked.problems.into_iter().map(|p| (at(&p), p)));
+            report.quoted.extend(checked.quoted);
+            report.results_tables += checked.results_tables;
         }
-        if !report.rewritten.is_empty() {
+        if !rewritten.is_empty() {
             // Past the test harness's capture: this must be seen even when the tests pass.
             let _ = writeln!(
                 std::io::stderr(),
                 "\nUPDATE_SLIDES: rewrote {} from the sources and results; review `git diff \
-                 slides/`\n",
-                report.rewritten.join(", ")
+                 slides/ README.md`\n",
+                rewritten.join(", ")
             );
         }
         report
@@ -770,32 +663,56 @@ fn report() -> &'static Report {
 
 /// Fails with every problem of `kind`, each at its deck and line.
 fn assert_no_problems(kind: Kind) {
-    let problems: Vec<&Problem> = report()
+    let problems: Vec<_> = report()
         .problems
         .iter()
-        .filter(|p| p.kind == kind)
+        .filter(|(_, p)| p.kind == kind)
         .collect();
     if problems.is_empty() {
         return;
     }
-    let mut message = format!("{} problem(s) in slides/:\n", problems.len());
-    for problem in &problems {
-        let _ = writeln!(message, "\n{}: {}", problem.at, problem.message);
+    let mut message = format!("{} problem(s) in the decks:\n", problems.len());
+    for (at, problem) in &problems {
+        let _ = writeln!(message, "\n{at}: {}", problem.message);
     }
-    if problems.iter().any(|p| p.fixable) {
+    if problems.iter().any(|(_, p)| p.fix.is_some()) {
         message.push_str(
             "\nTo rewrite drifted quotes and results tables from the sources:\n  \
              UPDATE_SLIDES=1 cargo test -p conformance --test slides\nthen review `git diff \
-             slides/`.\n",
+             slides/ README.md`.\n",
         );
     }
     panic!("{message}");
 }
 
+/// The slides of a deck, as (title, whether it has speaker notes): its blocks split at
+/// `<!-- end_slide -->`, without the front matter, without empty slides.
+fn slides_of(text: &str) -> Vec<(Option<&str>, bool)> {
+    let mut slides = Vec::new();
+    let mut slide = None;
+    for (block, _) in blocks(text) {
+        if matches!(block, Block::Comment("end_slide")) {
+            slides.extend(slide.take());
+            continue;
+        }
+        let (title, notes) = slide.get_or_insert((None, false));
+        match block {
+            Block::Heading(heading) => *title = title.or(Some(heading)),
+            Block::Comment(comment) => *notes |= comment.starts_with("speaker_note:"),
+            _ => {}
+        }
+    }
+    slides.extend(slide);
+    slides
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks, on the workbook.
+
 #[test]
 fn every_quote_equals_its_region() {
     assert!(
-        report().quotes > 0,
+        !report().quoted.is_empty(),
         "no `<!-- // quote: file#region -->` marker found under slides/: is the folder there?"
     );
     assert_no_problems(Kind::Quote);
@@ -823,24 +740,27 @@ fn every_results_table_equals_the_committed_results() {
 #[test]
 fn every_step_has_a_deck_with_speaker_notes_on_every_slide() {
     let decks: HashMap<String, String> = decks().into_iter().collect();
+    let mut steps: Vec<String> = std::fs::read_dir(workspace().join("steps"))
+        .expect("the workspace has a steps/ folder")
+        .flatten()
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with("step"))
+        .collect();
+    steps.sort();
     let mut problems = Vec::new();
-    for folder in step_folders() {
+    for folder in steps {
         let deck = format!("slides/{folder}.md");
         let Some(text) = decks.get(&deck) else {
             problems.push(format!("steps/{folder} has no deck: expected {deck}"));
             continue;
         };
-        for (index, slide) in slides_of(text).iter().enumerate() {
-            if !slide.contains("speaker_note") {
-                let title = slide
-                    .lines()
-                    .find(|line| line.starts_with('#') || line.ends_with("==="))
-                    .or_else(|| slide.lines().find(|line| !line.trim().is_empty()))
-                    .unwrap_or("");
+        for (index, (title, notes)) in slides_of(text).into_iter().enumerate() {
+            if !notes {
+                let title = title.unwrap_or("no title");
+                let number = index + 1;
                 problems.push(format!(
-                    "{deck}, slide {} ({}): no `<!-- speaker_note: ... -->`",
-                    index + 1,
-                    title.trim()
+                    "{deck}, slide {number} ({title}): no `<!-- speaker_note: ... -->`"
                 ));
             }
         }
@@ -848,30 +768,18 @@ fn every_step_has_a_deck_with_speaker_notes_on_every_slide() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The slides of a deck: its text split at `<!-- end_slide -->` (outside code blocks),
-/// without its front matter (the `---` block that sets the theme) and the empty ones.
-fn slides_of(text: &str) -> Vec<String> {
-    let body = text
-        .strip_prefix("---\n")
-        .and_then(|rest| rest.split_once("\n---\n"))
-        .map_or(text, |(_, body)| body);
-    let mut slides = vec![String::new()];
-    let mut fence = None;
-    for line in body.lines() {
-        match fence {
-            Some(open) if fence_closes(line, open) => fence = None,
-            Some(_) => {}
-            None => fence = fence_open(line),
-        }
-        if fence.is_none() && line.trim() == "<!-- end_slide -->" {
-            slides.push(String::new());
-        } else if let Some(slide) = slides.last_mut() {
-            slide.push_str(line);
-            slide.push('\n');
-        }
-    }
-    slides.retain(|slide| !slide.trim().is_empty());
-    slides
+#[test]
+fn every_region_is_quoted() {
+    let folders = ["steps", "shared", "clients", "tests/src"];
+    let sources: Vec<_> = folders.iter().flat_map(|f| files(f, "rs")).collect();
+    let orphans = orphans(&sources, &report().quoted);
+    assert!(
+        orphans.is_empty(),
+        "{} region(s) that no slide quotes: quote each (`<!-- // quote: FILE#REGION -->` before \
+         a fenced code block), or remove its ANCHOR lines\n{}",
+        orphans.len(),
+        orphans.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -903,83 +811,71 @@ fn never_closed() {}
 ";
 
 #[test]
-fn a_region_leaves_out_nested_markers() {
-    assert_eq!(
-        region(SOURCE, "outer").unwrap(),
-        "fn outer() {\n    let x = 1;\n\n    x\n}"
-    );
-}
-
-#[test]
-fn a_region_loses_its_common_indentation() {
+fn a_region_leaves_out_nested_markers_and_its_common_indentation() {
+    let outer = "fn outer() {\n    let x = 1;\n\n    x\n}";
+    assert_eq!(region(SOURCE, "outer").unwrap(), outer);
     assert_eq!(region(SOURCE, "inner").unwrap(), "let x = 1;");
-    assert_eq!(
-        region(SOURCE, "method").unwrap(),
-        "fn method(&self) {\n    body();\n}"
-    );
+    let method = "fn method(&self) {\n    body();\n}";
+    assert_eq!(region(SOURCE, "method").unwrap(), method);
 }
 
 #[test]
 fn a_missing_unterminated_or_duplicate_region_is_an_error() {
-    assert_eq!(region(SOURCE, "nothing"), Err(RegionError::Missing));
-    assert_eq!(region(SOURCE, "open"), Err(RegionError::Unterminated));
+    assert_eq!(region(SOURCE, "nothing"), Err("has no region named"));
+    assert_eq!(
+        region(SOURCE, "open"),
+        Err("never ends (no ANCHOR_END) region")
+    );
     let twice = "// ANCHOR: a\nx\n// ANCHOR_END: a\n// ANCHOR: a\ny\n// ANCHOR_END: a\n";
-    assert_eq!(region(twice, "a"), Err(RegionError::Duplicate));
+    assert_eq!(region(twice, "a"), Err("has two regions named"));
     // A name is a whole name: `out` is not `outer`.
-    assert_eq!(region(SOURCE, "out"), Err(RegionError::Missing));
+    assert_eq!(region(SOURCE, "out"), Err("has no region named"));
 }
 
-/// `src/thing.rs` is `SOURCE`; no other file exists.
-fn fixture_files(file: &str) -> Option<String> {
-    (file == "src/thing.rs").then(|| SOURCE.to_string())
+#[test]
+fn a_region_no_quote_names_is_an_orphan() {
+    let sources = [("src/thing.rs".to_string(), SOURCE.to_string())];
+    let quoted = HashSet::from(["src/thing.rs#outer".into(), "src/thing.rs#open".into()]);
+    let orphans = orphans(&sources, &quoted);
+    assert_eq!(orphans, ["src/thing.rs#inner", "src/thing.rs#method"]);
 }
 
-fn check_fixture(deck: &str, results: Option<&Results>) -> Checked {
-    let columns = ["step", "1 fast (req/s)", "2 fast (req/s)"].map(String::from);
-    check_deck(
-        "slides/fixture.md",
-        deck,
-        &fixture_files,
-        results,
-        Some(&columns),
-    )
-}
-
-fn messages(checked: &Checked) -> Vec<String> {
-    checked
-        .problems
-        .iter()
-        .map(|p| format!("{}: {}", p.at, p.message))
-        .collect()
+/// Checks a deck whose only source file is `src/thing.rs`, `SOURCE`; returns its problems as
+/// `line: message`, and its text with the fixable ones fixed.
+fn check_fixture(deck: &str, results: Option<&str>) -> (Checked, Vec<String>, String) {
+    let results = results.map(|text| Results::parse(text).unwrap());
+    let context = Context {
+        read: &|file: &str| (file == "src/thing.rs").then(|| SOURCE.to_string()),
+        results: results.as_ref(),
+        columns: &["step", "1 fast (req/s)", "2 fast (req/s)"].map(String::from),
+    };
+    let checked = check_deck(deck, &context);
+    let problems = checked.problems.iter();
+    let messages = problems
+        .map(|p| format!("{}: {}", line_of(deck, p.at), p.message))
+        .collect();
+    let fixed = fixed(deck, &checked.problems);
+    (checked, messages, fixed)
 }
 
 #[test]
 fn a_quote_equal_to_its_region_passes() {
     let deck = "# Slide\n\n<!-- // quote: src/thing.rs#method -->\n\n```rust +line_numbers\nfn \
                 method(&self) {\n    body();\n}\n```\n";
-    let checked = check_fixture(deck, None);
-    assert!(checked.problems.is_empty(), "{:?}", messages(&checked));
-    assert_eq!(checked.quotes, 1);
-    assert_eq!(checked.fixed, deck);
+    let (checked, messages, _) = check_fixture(deck, None);
+    assert!(messages.is_empty(), "{messages:?}");
+    assert_eq!(checked.quoted, ["src/thing.rs#method"]);
 }
 
 #[test]
 fn a_quote_that_differs_fails_and_is_rewritten() {
     let deck = "<!-- // quote: src/thing.rs#method -->\n```rust\nfn method(&self) {\n    \
                 old_body();\n}\n```\nafter\n";
-    let checked = check_fixture(deck, None);
-    let messages = messages(&checked);
+    let (_, messages, fixed) = check_fixture(deck, None);
     assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(
-        messages[0].starts_with("slides/fixture.md:3: "),
-        "{messages:?}"
-    );
+    assert!(messages[0].starts_with("3: "), "{messages:?}");
     assert!(messages[0].contains("line 2 of the block"), "{messages:?}");
-    assert!(checked.problems[0].fixable);
-    assert_eq!(
-        checked.fixed,
-        "<!-- // quote: src/thing.rs#method -->\n```rust\nfn method(&self) {\n    body();\n}\n```\nafter\n"
-    );
+    assert_eq!(fixed, deck.replace("old_body", "body"));
 }
 
 #[test]
@@ -987,20 +883,19 @@ fn a_quote_of_a_missing_file_or_region_fails() {
     let deck = "<!-- // quote: src/gone.rs#method -->\n```rust\n```\n\n<!-- // quote: \
                 src/thing.rs#gone -->\n```rust\n```\n\n<!-- // quote: src/thing.rs#open \
                 -->\n```rust\n```\n";
-    let checked = check_fixture(deck, None);
-    let messages = messages(&checked);
+    let (checked, messages, _) = check_fixture(deck, None);
     assert_eq!(messages.len(), 3, "{messages:?}");
     assert!(messages[0].contains("`src/gone.rs`, which does not exist"));
     assert!(messages[1].contains("has no region named `gone`"));
     assert!(messages[2].contains("never ends"));
-    assert!(checked.problems.iter().all(|p| !p.fixable));
+    assert!(checked.problems.iter().all(|p| p.fix.is_none()));
 }
 
 #[test]
 fn a_marker_must_be_a_user_comment_and_precede_its_block() {
     let deck = "<!-- quote: src/thing.rs#inner -->\n```rust\nlet x = 1;\n```\n<!-- // quote: \
                 src/thing.rs#inner -->\nsome text\n<!-- // quote: src/thing.rs -->\n```\n```\n";
-    let messages = messages(&check_fixture(deck, None));
+    let (_, messages, _) = check_fixture(deck, None);
     assert_eq!(messages.len(), 3, "{messages:?}");
     assert!(messages[0].contains("`<!-- // quote: src/thing.rs#inner -->`"));
     assert!(messages[1].contains("not followed by a fenced code block"));
@@ -1008,11 +903,21 @@ fn a_marker_must_be_a_user_comment_and_precede_its_block() {
 }
 
 #[test]
-fn markers_inside_code_blocks_are_examples() {
-    let deck = "````markdown\n<!-- // quote: src/gone.rs#x -->\n```rust\n```\n````\n";
-    let checked = check_fixture(deck, None);
-    assert!(checked.problems.is_empty(), "{:?}", messages(&checked));
-    assert_eq!(checked.quotes, 0);
+fn an_unclosed_quote_fails_and_is_not_rewritten() {
+    let deck = "<!-- // quote: src/thing.rs#inner -->\n```rust\nlet x = 2;\n\n# Next slide\n";
+    let (_, messages, fixed) = check_fixture(deck, None);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("never closed"), "{messages:?}");
+    assert_eq!(fixed, deck);
+}
+
+#[test]
+fn markers_in_code_are_examples() {
+    let deck = "````markdown\n<!-- // quote: src/gone.rs#x -->\n```rust\n```\n````\n\nMark it \
+                `<!-- // results: step09 -->`.\n";
+    let (checked, messages, _) = check_fixture(deck, None);
+    assert!(messages.is_empty(), "{messages:?}");
+    assert!(checked.quoted.is_empty() && checked.results_tables == 0);
 }
 
 #[test]
@@ -1020,24 +925,22 @@ fn a_quote_holding_a_fence_gets_a_longer_one() {
     // A doc comment's fence starts with `///`: it cannot close the slide's block.
     let doc = "// ANCHOR: doc\n/// ```text\n/// cargo run\n/// ```\n// ANCHOR_END: doc\n";
     let block = fenced("```rust", ('`', 3), &region(doc, "doc").unwrap());
-    assert_eq!(block.first().unwrap(), "```rust");
+    assert!(block.starts_with("```rust\n/// ```text\n"), "{block}");
     // A line of a raw string can.
     let raw = "// ANCHOR: raw\nlet md = r\"\n```text\n\";\n// ANCHOR_END: raw\n";
     let block = fenced("```rust", ('`', 3), &region(raw, "raw").unwrap());
-    assert_eq!(block.first().unwrap(), "````rust");
-    assert_eq!(block.last().unwrap(), "````");
+    assert!(
+        block.starts_with("````rust\n") && block.ends_with("\n````"),
+        "{block}"
+    );
 }
 
-/// What the table runner writes (`Results::document`), cut to three columns.
+/// What the table runner wrote before it had several tables, cut to three columns.
 const TABLE_MD: &str = "\
 # Results
 
 Made by `cargo run --release -p clients --bin table`
 on 2 cores, Some CPU, Linux 6.8.0, rustc 1.90.0, 2025-01-01 12:00 UTC.
-
-Each load ran 5 s; slow requests are fib(40); the idle column opens 10,000 connections.
-req/s: higher is better; s/req, µs and KiB: lower is better. \"starved\": a client got
-no answer at all while the load ran.
 
 | step   | 1 fast (req/s) | 2 fast (req/s) | idle (KiB/conn) |
 | ------ | -------------: | -------------: | --------------: |
@@ -1049,138 +952,182 @@ no answer at all while the load ran.
 - step07: unavailable: io_uring is refused here
 ";
 
-fn fixture_results() -> Results {
-    Results::parse(TABLE_MD).unwrap()
-}
+/// What it writes now, cut: a table per kind of measurement, one step missing from one of
+/// them, and (as in the per-core mode) a second placement repeating a table.
+const TABLES_MD: &str = "\
+# Results
+
+## What the clients saw
+
+| step   | 1 fast (req/s) | idle (KiB/conn) |
+| ------ | -------------: | --------------: |
+| step01 |     38,482 ±9% |         starved |
+| step02 |     40,001 ±2% |            17.5 |
+
+## What one request costs the server
+
+| step   | 1 fast: calls/req |
+| ------ | ----------------: |
+| step02 |              3.00 |
+| step03 |              2.00 |
+
+- step01 1 fast: calls/req: perf_event_open refused
+
+## Each server on CPU 1
+
+| step   | 1 fast (req/s) |
+| ------ | -------------: |
+| step01 |         99,999 |
+";
 
 #[test]
 fn the_results_file_parses_into_rows_by_step() {
-    let results = fixture_results();
-    assert_eq!(
-        results.headers,
-        [
-            "step",
-            "1 fast (req/s)",
-            "2 fast (req/s)",
-            "idle (KiB/conn)"
-        ]
-    );
-    let steps: Vec<&str> = results.rows.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(steps, ["step01", "step02", "step07"]);
-    assert_eq!(results.row("step02").unwrap()["idle (KiB/conn)"], "78.2");
+    let results = Results::parse(TABLE_MD).unwrap();
+    let headers = [
+        "step",
+        "1 fast (req/s)",
+        "2 fast (req/s)",
+        "idle (KiB/conn)",
+    ];
+    assert_eq!(results.headers, headers);
+    assert_eq!(results.steps, ["step01", "step02", "step07"]);
+    let idle = ["idle (KiB/conn)".to_string()];
+    assert_eq!(results.rows(&["step02"], &idle).unwrap(), [["78.2"]]);
+    assert!(Results::parse("# Results\n\nnot measured yet\n").is_err());
+}
+
+#[test]
+fn several_results_tables_merge_by_header_and_the_first_wins() {
+    let results = Results::parse(TABLES_MD).unwrap();
+    let headers = [
+        "step",
+        "1 fast (req/s)",
+        "idle (KiB/conn)",
+        "1 fast: calls/req",
+    ];
+    assert_eq!(results.headers, headers);
+    assert_eq!(results.steps, ["step01", "step02", "step03"]);
+    let headers = headers.map(String::from);
+    let step02 = ["step02", "40,001 ±2%", "17.5", "3.00"];
+    assert_eq!(results.rows(&["step02"], &headers).unwrap(), [step02]);
+    let step01 = results.rows(&["step01"], &headers[..2]).unwrap();
+    assert_eq!(step01, [["step01", "38,482 ±9%"]]);
+    let missing = results.rows(&["step03"], &headers).unwrap_err();
+    assert_eq!(missing, "`1 fast (req/s)` for step03");
 }
 
 #[test]
 fn a_results_table_equal_to_the_results_passes_whatever_its_padding() {
-    let deck = "<!-- // results: step01 -->\n| step | 2 fast (req/s) | 1 fast (req/s) |\n|---|--:|--:|\n| step01 | starved | 41,234 |\n";
-    let checked = check_fixture(deck, Some(&fixture_results()));
-    assert!(checked.problems.is_empty(), "{:?}", messages(&checked));
+    let deck = "<!-- // results: step01 -->\n| step | 2 fast (req/s) | 1 fast (req/s) \
+                |\n|---|--:|--:|\n| step01 | starved | 41,234 |\n";
+    let (checked, messages, _) = check_fixture(deck, Some(TABLE_MD));
+    assert!(messages.is_empty(), "{messages:?}");
     assert_eq!(checked.results_tables, 1);
 }
 
 #[test]
 fn a_results_table_that_differs_fails_and_is_rewritten() {
-    let deck = "<!-- // results: step02 -->\n\n| step | 1 fast (req/s) |\n| --- | ---: |\n| step02 | 39,999 |\nafter\n";
-    let checked = check_fixture(deck, Some(&fixture_results()));
-    let messages = messages(&checked);
+    let deck = "<!-- // results: step02 -->\n\n| step | 1 fast (req/s) |\n| --- | ---: |\n| \
+                step02 | 39,999 |\n\nafter\n";
+    let (_, messages, fixed) = check_fixture(deck, Some(TABLE_MD));
     assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(
-        messages[0].starts_with("slides/fixture.md:3: "),
-        "{messages:?}"
-    );
+    assert!(messages[0].starts_with("3: "), "{messages:?}");
     assert!(messages[0].contains("step02 | 39,999"), "{messages:?}");
     assert!(messages[0].contains("step02 | 40,001"), "{messages:?}");
+    let table = "| step   | 1 fast (req/s) |\n| ------ | -------------: |\n| step02 |         \
+                 40,001 |\n";
     assert_eq!(
-        checked.fixed,
-        "<!-- // results: step02 -->\n\n| step   | 1 fast (req/s) |\n| ------ | -------------: |\n| step02 |         40,001 |\nafter\n"
+        fixed,
+        format!("<!-- // results: step02 -->\n\n{table}\nafter\n")
+    );
+    // At the very end of a deck without a last newline, none is added.
+    let last = "<!-- // results: step02 -->\n| step | 1 fast (req/s) |\n|--|--|\n| step02 | 1 |";
+    let (_, _, fixed) = check_fixture(last, Some(TABLE_MD));
+    assert_eq!(
+        fixed,
+        format!("<!-- // results: step02 -->\n{}", table.trim_end())
     );
 }
 
 #[test]
 fn a_results_table_with_unknown_columns_or_steps_fails() {
-    let results = fixture_results();
-    let unknown_column =
-        "<!-- // results: step01 -->\n| step | 3 fast |\n|---|---|\n| step01 | 1 |\n";
-    let messages_1 = messages(&check_fixture(unknown_column, Some(&results)));
-    assert!(messages_1[0].contains("[\"3 fast\"] are not in results/table.md"));
-    let unknown_step =
-        "<!-- // results: step08 -->\n| step | 1 fast (req/s) |\n|---|---|\n| step08 | 1 |\n";
-    let messages_2 = messages(&check_fixture(unknown_step, Some(&results)));
-    assert!(messages_2[0].contains("no row for [\"step08\"]"));
-    let wrong_rows = "<!-- // results: step01 step02 -->\n| step | 1 fast (req/s) |\n|---|---|\n| step01 | 41,234 |\n";
-    let messages_3 = messages(&check_fixture(wrong_rows, Some(&results)));
-    assert!(messages_3[0].contains("differs"), "{messages_3:?}");
-    let no_table = "<!-- // results: step01 -->\n\ntext\n";
-    let messages_4 = messages(&check_fixture(no_table, Some(&results)));
-    assert!(messages_4[0].contains("expected a Markdown table"));
+    for (deck, expected) in [
+        (
+            "<!-- // results: step01 -->\n| step | 3 fast |\n|---|---|\n| step01 | 1 |\n",
+            "[\"3 fast\"] are not in results/table.md",
+        ),
+        (
+            "<!-- // results: step08 -->\n| step | 1 fast (req/s) |\n|---|---|\n| step08 | 1 |\n",
+            "results/table.md has no row for step08",
+        ),
+        (
+            "<!-- // results: step01 step02 -->\n| step | 1 fast (req/s) |\n|---|---|\n| step01 \
+             | 41,234 |\n",
+            "differs",
+        ),
+        (
+            "<!-- // results: step01 -->\n\ntext\n",
+            "expected a Markdown table",
+        ),
+        (
+            "<!-- // results: step01 -->\n| 1 fast (req/s) |\n|---|\n| 41,234 |\n",
+            "must be `step`",
+        ),
+    ] {
+        let (_, messages, _) = check_fixture(deck, Some(TABLE_MD));
+        assert!(
+            messages.len() == 1 && messages[0].contains(expected),
+            "{messages:?}"
+        );
+    }
 }
 
 #[test]
 fn results_all_means_every_row_in_order() {
     let deck = "<!-- // results: all -->\n| step | 1 fast (req/s) |\n|---|---|\n| step01 | 41,234 \
                 |\n| step02 | 40,001 |\n| step07 | unavailable |\n";
-    let checked = check_fixture(deck, Some(&fixture_results()));
-    assert!(checked.problems.is_empty(), "{:?}", messages(&checked));
-    let missing_one = "<!-- // results: all -->\n| step | 1 fast (req/s) |\n|---|---|\n| step01 | \
-                       41,234 |\n";
-    assert_eq!(
-        check_fixture(missing_one, Some(&fixture_results()))
-            .problems
-            .len(),
-        1
-    );
+    let (_, messages, _) = check_fixture(deck, Some(TABLE_MD));
+    assert!(messages.is_empty(), "{messages:?}");
+    let missing_one = deck.replace("| step07 | unavailable |\n", "");
+    let (_, messages, _) = check_fixture(&missing_one, Some(TABLE_MD));
+    assert_eq!(messages.len(), 1, "{messages:?}");
 }
 
 #[test]
-fn without_committed_results_only_the_shape_is_checked() {
+fn without_committed_results_the_steps_and_headers_are_checked_against_the_runner() {
     let deck =
         "<!-- // results: step03 -->\n| step | 1 fast (req/s) |\n|---|---|\n| step03 | – |\n";
-    let checked = check_fixture(deck, None);
-    assert!(checked.problems.is_empty(), "{:?}", messages(&checked));
-    let wrong_step = "<!-- // results: step03 -->\n| step | 1 fast (req/s) |\n|---|---|\n| step04 | – \
-                      |\n";
-    assert_eq!(check_fixture(wrong_step, None).problems.len(), 1);
-}
-
-#[test]
-fn the_front_matter_is_not_a_slide() {
-    let deck = "---\ntheme:\n  name: dark\n---\n\n# One\n<!-- end_slide -->\n# Two\n";
-    assert_eq!(slides_of(deck), ["\n# One\n", "# Two\n"]);
-}
-
-#[test]
-fn without_committed_results_headers_are_checked_against_the_runner() {
-    let deck =
-        "<!-- // results: step03 -->\n| step | 3 fast (req/s) |\n|---|---|\n| step03 | – |\n";
-    let messages = messages(&check_fixture(deck, None));
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(messages[0].contains("not columns of the table runner"));
-}
-
-#[test]
-fn the_runner_columns_are_read_from_its_source() {
-    let source = "impl Column {\n    pub fn header(self) -> &'static str {\n        match self \
-                  {\n            Column::Fast1 => \"1 fast (req/s)\",\n            \
-                  Column::P99 => \"1 fast p99 (µs)\",\n        }\n    }\n\n    pub fn \
-                  better(self) {}\n}\n";
-    assert_eq!(
-        runner_columns(source).unwrap(),
-        ["step", "1 fast (req/s)", "1 fast p99 (µs)"]
-    );
-    let real = std::fs::read_to_string(workspace().join("clients/src/bin/table/columns.rs"))
-        .expect("the table runner's columns.rs exists");
-    let columns = runner_columns(&real).expect("Column::header still reads as before");
+    let (_, messages, _) = check_fixture(deck, None);
+    assert!(messages.is_empty(), "{messages:?}");
+    let (_, messages, _) = check_fixture(&deck.replace("| step03", "| step04"), None);
     assert!(
-        columns.contains(&"idle (KiB/conn)".to_string()),
-        "{columns:?}"
+        messages[0].contains("the marker says [\"step03\"]"),
+        "{messages:?}"
+    );
+    let (_, messages, _) = check_fixture(&deck.replace("1 fast", "3 fast"), None);
+    assert!(
+        messages[0].contains("not columns of the table runner"),
+        "{messages:?}"
     );
 }
 
 #[test]
-fn slides_split_at_end_slide_outside_code_blocks() {
-    let deck = "# One\n<!-- end_slide -->\n```markdown\n<!-- end_slide -->\n```\n<!-- end_slide \
+fn the_runner_columns_are_every_header_of_every_table() {
+    let columns = runner_columns();
+    assert_eq!(columns[0], "step");
+    for header in [
+        "1 fast, same CPU (req/s)",
+        "idle (KiB/conn)",
+        "64 fast: calls/req",
+    ] {
+        assert!(columns.contains(&header.to_string()), "{columns:?}");
+    }
+}
+
+#[test]
+fn slides_split_at_end_slide_outside_code_blocks_and_the_front_matter_is_none() {
+    let deck = "---\ntheme:\n  name: dark\n---\n\n# One\n<!-- speaker_note: hi -->\n<!-- \
+                end_slide -->\nTwo\n===\n```markdown\n<!-- end_slide -->\n```\n<!-- end_slide \
                 -->\n\n<!-- end_slide -->\n";
-    let slides = slides_of(deck);
-    assert_eq!(slides.len(), 2, "{slides:?}");
-    assert!(slides[1].contains("```markdown"));
+    assert_eq!(slides_of(deck), [(Some("One"), true), (Some("Two"), false)]);
 }
