@@ -106,7 +106,6 @@ impl Connection {
         })
     }
 
-    // ANCHOR: on_ready
     /// The callback for this connection's token: its socket became readable, writable, or
     /// both (a reset or a hang-up shows up as readiness too, then as a failing read or write).
     ///
@@ -133,7 +132,6 @@ impl Connection {
             }
         }
     }
-    // ANCHOR_END: on_ready
 
     // ANCHOR: advance
     /// Moves from state to state for as long as the socket allows, and returns when the
@@ -196,7 +194,6 @@ impl Connection {
     }
     // ANCHOR_END: advance
 
-    // ANCHOR: answer_requests
     /// Answers the complete requests received so far, until the answers reach
     /// [`OUTPUT_LIMIT`].
     ///
@@ -213,9 +210,7 @@ impl Connection {
         }
         Flow::Continue
     }
-    // ANCHOR_END: answer_requests
 
-    // ANCHOR: partial_io
     /// Reads what the client has sent so far into the request buffer.
     ///
     /// Called only once every complete line has been answered, which is when the line
@@ -269,7 +264,6 @@ impl Connection {
         self.answers.drain(..sent);
         Ok(())
     }
-    // ANCHOR_END: partial_io
 
     /// Reads and drops whatever the client still sends after the error, until it closes.
     ///

@@ -170,7 +170,6 @@ impl Server {
     }
     // ANCHOR_END: dispatch
 
-    // ANCHOR: accept
     /// The listener's callback: accept every connection waiting in the backlog.
     ///
     /// Until `WouldBlock`, because readiness is edge-triggered: the listener was reported
@@ -198,9 +197,7 @@ impl Server {
             entry.insert(Callback::Serve(connection));
         }
     }
-    // ANCHOR_END: accept
 
-    // ANCHOR: out_of_fds
     /// Out of file descriptors: stop accepting for [`ACCEPT_BACKOFF`], keep serving.
     ///
     /// The connections that could not be accepted wait in the listen backlog. Edge-triggered
@@ -237,5 +234,4 @@ impl Server {
             _ => Ok(()),
         }
     }
-    // ANCHOR_END: out_of_fds
 }

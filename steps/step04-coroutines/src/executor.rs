@@ -35,7 +35,6 @@ type TaskId = usize;
 /// The id of the future passed to [`block_on`]; spawned tasks count up from 1.
 const MAIN: TaskId = 0;
 
-// ANCHOR: event_interval
 /// How many tasks the executor polls, at most, before it looks at the sockets again while
 /// tasks are still ready to run.
 ///
@@ -45,9 +44,7 @@ const MAIN: TaskId = 0;
 /// answer its task yields, is ready again at once, and the loop looked at the sockets before
 /// running it. Tokio uses the same number for the same purpose (`event_interval`).
 pub const EVENT_INTERVAL: usize = 61;
-// ANCHOR_END: event_interval
 
-// ANCHOR: block_on
 /// Runs `future` to completion on this thread, together with every task it [`spawn`]s;
 /// returns its output. Tasks still unfinished at that point are dropped.
 ///
@@ -64,9 +61,7 @@ pub fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
     let _entered = Entered::new(&executor, &reactor);
     executor.run(&reactor, future)
 }
-// ANCHOR_END: block_on
 
-// ANCHOR: spawn
 /// Starts `future` as a new task of the executor running on this thread. It is polled on the
 /// executor's next turn, after the current task has yielded (at an `.await` that waits), and
 /// runs until it finishes or [`block_on`] returns.
@@ -82,7 +77,6 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
             .spawn(Box::pin(future));
     });
 }
-// ANCHOR_END: spawn
 
 // ANCHOR: yield_now
 /// Lets the other tasks run before this one goes on.
@@ -121,7 +115,6 @@ struct Task {
     handle: Arc<TaskHandle>,
 }
 
-// ANCHOR: waker
 /// What a task's [`Waker`] points at: which task, and the queue to put it in.
 ///
 /// `std::task::Wake` turns an `Arc` of this into a `Waker` with no unsafe code. The `Arc`
@@ -176,7 +169,6 @@ impl RunQueue {
         self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
-// ANCHOR_END: waker
 
 impl Executor {
     fn new(notifier: Notifier) -> Executor {

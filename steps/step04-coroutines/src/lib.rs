@@ -102,7 +102,6 @@ impl shared::Server for Server {
     }
 }
 
-// ANCHOR: accept_loop
 /// Accepts connections and spawns a task for each: step02's loop, with a task where step02
 /// had a thread.
 async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<()> {
@@ -122,7 +121,6 @@ async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<
         }
     }
 }
-// ANCHOR_END: accept_loop
 
 // ANCHOR: serve_connection
 /// Serves one connection until the client closes it: read what has arrived, answer every

@@ -86,7 +86,6 @@ impl TcpStream {
         })
     }
 
-    // ANCHOR: read_write
     /// Reads what has arrived into `buf`, waiting until something has; `Ok(0)` is the end of
     /// the stream.
     ///
@@ -126,7 +125,6 @@ impl TcpStream {
         }
         Ok(())
     }
-    // ANCHOR_END: read_write
 
     /// Shuts down the reading, writing or both halves of the connection. It never waits.
     ///

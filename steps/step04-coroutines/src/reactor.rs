@@ -113,7 +113,6 @@ impl Reactor {
         Notifier(Arc::clone(&self.poller))
     }
 
-    // ANCHOR: register
     /// Registers a non-blocking socket. The returned [`Registration`] owns it and removes it
     /// from the poller when dropped.
     ///
@@ -136,9 +135,7 @@ impl Reactor {
         self.sources.borrow_mut().insert(key, Waiting::default());
         Ok(Registration::new(io, key, Rc::clone(self)))
     }
-    // ANCHOR_END: register
 
-    // ANCHOR: react
     /// Waits for events and wakes the tasks they concern: until a registered socket is
     /// ready, the nearest timer expires or [`Notifier::notify`] is called (`block`), or just
     /// collects what is ready already (`!block`, when tasks are waiting to run).
@@ -147,6 +144,7 @@ impl Reactor {
     ///
     /// When the poller itself fails, which leaves the thread unable to wait for anything.
     pub fn react(&self, block: bool) -> io::Result<()> {
+        // ANCHOR: react
         let timeout = if block {
             // Sleep no longer than the nearest timer; `None`: no timer, sleep until an event.
             self.timers
@@ -180,6 +178,7 @@ impl Reactor {
                 }
             }
         }
+        // ANCHOR_END: react
 
         let now = Instant::now();
         let mut timers = self.timers.borrow_mut();
@@ -191,7 +190,6 @@ impl Reactor {
         }
         Ok(())
     }
-    // ANCHOR_END: react
 
     /// Arms interest in `direction` for the socket `key`, on behalf of the task of `waker`.
     pub(crate) fn arm(

@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use crate::reactor::{Direction, Reactor};
 
-// ANCHOR: registration
 /// A non-blocking socket registered with the reactor, so tasks can wait until it is ready.
 ///
 /// It owns the socket: dropping it removes the socket from the poller, then closes it. That is
@@ -80,9 +79,7 @@ impl<T: AsSource> Drop for Registration<T> {
         self.reactor.deregister(self.key, &self.io);
     }
 }
-// ANCHOR_END: registration
 
-// ANCHOR: readiness
 /// The future of [`Registration::ready`]: a hand-written [`Future`], the kind the compiler
 /// generates for every `async fn`, here spelled out.
 ///
@@ -99,6 +96,7 @@ pub struct Readiness<'a, T: AsSource> {
     armed: bool,
 }
 
+// ANCHOR: readiness
 impl<T: AsSource> Future for Readiness<'_, T> {
     type Output = io::Result<()>;
 
@@ -117,6 +115,7 @@ impl<T: AsSource> Future for Readiness<'_, T> {
         }
     }
 }
+// ANCHOR_END: readiness
 
 impl<T: AsSource> Drop for Readiness<'_, T> {
     /// A future dropped while waiting (its task was dropped, or it lost a race against a
@@ -129,4 +128,3 @@ impl<T: AsSource> Drop for Readiness<'_, T> {
         }
     }
 }
-// ANCHOR_END: readiness

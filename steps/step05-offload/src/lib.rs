@@ -119,7 +119,6 @@ impl shared::Server for Server {
     }
 }
 
-// ANCHOR: accept_loop
 /// Accepts connections and spawns a task for each: step04's loop, now sharing the pool.
 async fn accept_loop(listener: std::net::TcpListener, max_n: u32, pool: Pool) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
@@ -143,9 +142,7 @@ async fn accept_loop(listener: std::net::TcpListener, max_n: u32, pool: Pool) ->
         }
     }
 }
-// ANCHOR_END: accept_loop
 
-// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step04's handler, with the async
 /// [`answer`] in place of `protocol::answer`.
 ///
@@ -188,7 +185,6 @@ pub async fn serve_connection(stream: TcpStream, max_n: u32, pool: &Pool) -> io:
         executor::yield_now().await;
     }
 }
-// ANCHOR_END: serve_connection
 
 // ANCHOR: answer
 /// Answers one frame, like `protocol::answer`, but computes a large fib on the pool.

@@ -39,7 +39,6 @@ struct Slot<T> {
     completer_gone: bool,
 }
 
-// ANCHOR: offload
 /// Resolves to the value the [`Completer`] sends, woken from whichever thread sends it.
 ///
 /// # Errors
@@ -52,6 +51,7 @@ pub struct Offload<T> {
     slot: Arc<Mutex<Slot<T>>>,
 }
 
+// ANCHOR: offload
 impl<T> Future for Offload<T> {
     type Output = io::Result<T>;
 
@@ -75,6 +75,7 @@ impl<T> Future for Offload<T> {
         Poll::Pending
     }
 }
+// ANCHOR_END: offload
 
 /// The sending side, held by the thread doing the work.
 #[derive(Debug)]
@@ -106,7 +107,6 @@ impl<T> Drop for Completer<T> {
         }
     }
 }
-// ANCHOR_END: offload
 
 fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
     // Poisoned only if a thread panicked while holding the lock, and no code above can panic

@@ -77,7 +77,6 @@ use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
 use shared::protocol::{Flow, Frame, LineBuffer, ProtocolError, parse_request};
 use shared::protocol::{write_answer, write_error};
 
-// ANCHOR: threshold
 /// fib(n) for `n` at least this is computed on the blocking pool, below it on the I/O thread.
 ///
 /// step05's threshold, for step05's reason (see its `OFFLOAD_FROM_N`): below 20, fib costs
@@ -85,7 +84,6 @@ use shared::protocol::{write_answer, write_error};
 /// what the hop through step05's does: 20 µs measured here, 16 µs there, on the same busy
 /// 2-core machine; fib(20) takes about 20 µs.
 pub const OFFLOAD_FROM_N: u32 = 20;
-// ANCHOR_END: threshold
 
 /// Command-line options of step06 beyond `--addr` and `--max-n`.
 #[derive(clap::Args, Clone, Debug)]
@@ -203,7 +201,6 @@ async fn accept_loop(
 }
 // ANCHOR_END: accept_loop
 
-// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step05's handler, on `async-net`'s
 /// stream with the `futures-lite` extension traits in place of step04's methods.
 ///
@@ -240,7 +237,6 @@ pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<(
         }
     }
 }
-// ANCHOR_END: serve_connection
 
 // ANCHOR: answer
 /// Answers one frame, like `protocol::answer`, but computes a large fib on `blocking`'s

@@ -41,7 +41,6 @@ pub const OUTPUT_LIMIT: usize = 64 * 1024;
 /// How many bytes one receive discards after a line too long.
 const DISCARD_CHUNK: usize = 4096;
 
-// ANCHOR: state
 /// Where a connection is in its life.
 ///
 /// step03's `Paused` is gone: a connection that holds [`OUTPUT_LIMIT`] bytes of answers simply
@@ -61,7 +60,6 @@ enum State {
     /// operations in flight before the connection may be dropped.
     Closing,
 }
-// ANCHOR_END: state
 
 /// What the event loop should do with a connection after handling one of its completions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +144,6 @@ impl Connection {
     }
     // ANCHOR_END: on_completion
 
-    // ANCHOR: advance
     /// After a completion: answer what can be answered, then submit what the connection
     /// waits for next. `key` is the connection's key in the event loop's slab, which its
     /// operations carry back in their `user_data`.
@@ -193,9 +190,7 @@ impl Connection {
         }
         Ok(Status::Open)
     }
-    // ANCHOR_END: advance
 
-    // ANCHOR: answer_requests
     /// Answers the complete requests received so far, until the answers reach
     /// [`OUTPUT_LIMIT`].
     ///
@@ -212,7 +207,6 @@ impl Connection {
         }
         Flow::Continue
     }
-    // ANCHOR_END: answer_requests
 
     // ANCHOR: receive
     /// Submits the answers that wait and the next receive, into the spare space of the line
@@ -286,7 +280,6 @@ impl Connection {
         Ok(())
     }
 
-    // ANCHOR: close
     /// Closes the connection: at once if nothing is in flight, otherwise after asking the
     /// kernel to cancel what is.
     ///
@@ -312,10 +305,8 @@ impl Connection {
         }
         Ok(Status::Open)
     }
-    // ANCHOR_END: close
 }
 
-// ANCHOR: partial_send
 /// Answers on their way to the client: the bytes of the send in flight, and the answers made
 /// while it is.
 ///
@@ -471,4 +462,3 @@ impl Outbox {
         )
     }
 }
-// ANCHOR_END: partial_send

@@ -149,7 +149,6 @@ impl Ring {
         }
     }
 
-    // ANCHOR: next_completion
     /// The next completion, in the order the kernel posted them. When none is waiting, this
     /// submits everything pushed since the last call and sleeps until at least one operation
     /// completes: the event loop's only system call, and its only place to wait.
@@ -168,7 +167,6 @@ impl Ring {
             }
         }
     }
-    // ANCHOR_END: next_completion
 
     // ANCHOR: batch_wait
     /// Submits what was pushed and waits: for one completion, or, with batch waiting, for
@@ -198,6 +196,7 @@ impl Ring {
             _ => self.ring.submit_and_wait(1),
         }
     }
+    // ANCHOR_END: batch_wait
 
     /// Turns batch waiting on: a wait after submitting sends holds out for their
     /// completions and the next one for at most `timeout` (Linux 5.11).
@@ -210,7 +209,6 @@ impl Ring {
     pub fn expect(&mut self) {
         self.expected += 1;
     }
-    // ANCHOR_END: batch_wait
 
     /// Moves every completion the kernel has posted into our own queue.
     fn take_completions(&mut self) {
@@ -252,7 +250,6 @@ impl Ring {
     }
 }
 
-// ANCHOR: unavailable
 /// The kernel refuses io_uring here, or lacks an operation a step needs.
 ///
 /// Common causes: `kernel.io_uring_disabled` set to 1 or 2 (some distributions, hardened
@@ -315,7 +312,6 @@ impl fmt::Display for IoUringUnavailable {
 }
 
 impl std::error::Error for IoUringUnavailable {}
-// ANCHOR_END: unavailable
 
 /// Checks that the kernel is at least Linux `major.minor`, for what the probe in
 /// [`Ring::new`] cannot see: flags and variants of operations it knows (cancelling by file

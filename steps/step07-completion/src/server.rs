@@ -20,7 +20,6 @@ use crate::ring::{Ring, STEP07_OPERATIONS, require_linux};
 /// room.
 const SUBMISSION_QUEUE: u32 = 256;
 
-// ANCHOR: token
 /// What a completion is for: which operation, for which connection.
 ///
 /// Every submission carries 64 bits of `user_data` that the kernel hands back, untouched, in
@@ -70,7 +69,6 @@ impl From<u64> for Token {
         }
     }
 }
-// ANCHOR_END: token
 
 /// The step07 server: the listener, the ring, and the connections.
 #[derive(Debug)]
@@ -167,7 +165,6 @@ impl Server {
     }
     // ANCHOR_END: dispatch
 
-    // ANCHOR: accept
     /// Submits one accept on the listener. Its completion brings a new connection's file
     /// descriptor, and [`on_accepted`](Self::on_accepted) submits the next accept.
     fn accept(&mut self) -> io::Result<()> {
@@ -207,9 +204,7 @@ impl Server {
         connection.advance(key, &mut self.ring, self.max_n)?;
         self.accept()
     }
-    // ANCHOR_END: accept
 
-    // ANCHOR: out_of_fds
     /// Out of file descriptors: no accept for [`ACCEPT_BACKOFF`], then try again.
     ///
     /// The waiting connections stay in the listen backlog. Submitting the next accept at once
@@ -226,10 +221,8 @@ impl Server {
         // everything in flight before its fields drop.
         unsafe { self.ring.push(&entry) }
     }
-    // ANCHOR_END: out_of_fds
 }
 
-// ANCHOR: drop
 /// The server's fields drop after this: the connections' buffers and sockets, the listener.
 /// The kernel may still be working on them (a receive waiting for bytes is an operation in
 /// flight), so first cancel everything and wait until the kernel has let go. Were that
@@ -241,4 +234,3 @@ impl Drop for Server {
         }
     }
 }
-// ANCHOR_END: drop

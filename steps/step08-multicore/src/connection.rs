@@ -32,14 +32,12 @@ use step07::ring::Ring;
 use crate::pool::Offload;
 use crate::worker::Token;
 
-// ANCHOR: threshold
 /// The largest n whose fib is computed right on the ring's thread; larger ones go to the pool.
 ///
 /// step06's threshold, for step06's reason: handing a job to the pool and getting its result
 /// back costs about as much as fib(20) itself (tens of microseconds), so below that the hop
 /// costs more than it saves, and above it the stall it avoids grows 1.6 times per n.
 pub const INLINE_MAX_N: u32 = 20;
-// ANCHOR_END: threshold
 
 /// How many bytes of answers a connection may hold for a client that is not reading them
 /// before it stops receiving: step07's bound.
@@ -144,7 +142,6 @@ impl Connection {
         }
     }
 
-    // ANCHOR: on_received
     /// A completion of the multishot receive: `result` bytes in `data` (a provided buffer,
     /// ours only during this call), the end of input (0), or an error. `more` says whether
     /// the receive stays armed.
@@ -180,7 +177,6 @@ impl Connection {
             _ => self.state = State::Closing,
         }
     }
-    // ANCHOR_END: on_received
 
     /// A send completed with `result` bytes, or failed (step07's bookkeeping).
     pub fn on_sent(&mut self, result: i32) {
@@ -229,7 +225,6 @@ impl Connection {
         let _ = self.stream.shutdown(Shutdown::Read);
     }
 
-    // ANCHOR: advance
     /// After a completion: answer what can be answered, then submit what the connection
     /// waits for next (step07's `advance`, with pausing by cancellation).
     ///
@@ -265,9 +260,7 @@ impl Connection {
         }
         Ok(Status::Open)
     }
-    // ANCHOR_END: advance
 
-    // ANCHOR: keep_receiving
     /// Keeps the multishot receive armed while the connection wants input, and stops it
     /// while the connection is over its bounds (backpressure). Lingering always wants input:
     /// it only discards it.
@@ -284,7 +277,6 @@ impl Connection {
             _ => Ok(()),
         }
     }
-    // ANCHOR_END: keep_receiving
 
     /// Whether the connection is over its bounds and must not take more input.
     fn paused(&self) -> bool {
@@ -316,7 +308,6 @@ impl Connection {
         }
     }
 
-    // ANCHOR: take_input
     /// Frames `data` and answers every complete request in it, until the connection is over
     /// its bounds; returns how many bytes it used. Every answer goes to the same output
     /// buffer, so all the requests of one receive are answered by one send.
@@ -354,9 +345,7 @@ impl Connection {
         }
         Flow::Continue
     }
-    // ANCHOR_END: take_input
 
-    // ANCHOR: in_order
     /// Appends an answer after every answer before it: straight to the output, or, while a
     /// fib is on the pool, behind the last one.
     fn answer(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
@@ -381,9 +370,7 @@ impl Connection {
         // The token fits in the low 32 bits of user_data by construction.
         cx.offload.fib(n, u64::from(Token::Fib { key, seq }) as u32);
     }
-    // ANCHOR_END: in_order
 
-    // ANCHOR: receive
     /// Arms a multishot receive: each time bytes arrive, the kernel takes a buffer from the
     /// core's group, fills it, and posts a completion, until it is cancelled or fails.
     ///
@@ -402,7 +389,6 @@ impl Connection {
         self.recv_armed = true;
         Ok(())
     }
-    // ANCHOR_END: receive
 
     /// Stops the multishot receive (backpressure); it completes with `-ECANCELED`.
     fn stop_receiving(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {

@@ -94,7 +94,6 @@ impl shared::Server for Server {
             .expect("a bound listener always has a local address")
     }
 
-    // ANCHOR: run
     fn run(self) -> io::Result<()> {
         let pool = Pool::start(self.cores.len())?;
         let (finished, results) = mpsc::channel();
@@ -123,7 +122,6 @@ impl shared::Server for Server {
         }
         Ok(())
     }
-    // ANCHOR_END: run
 }
 
 /// A listener with `SO_REUSEPORT`: several sockets bound to one port, and the kernel spreads

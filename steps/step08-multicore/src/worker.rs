@@ -29,7 +29,6 @@ use crate::shutdown;
 const BUFFERS: u16 = 1024;
 const BUFFER_SIZE: usize = 4096;
 
-// ANCHOR: batch_wait
 /// How long a wait holds out for a whole batch: the completions of the sends submitted with
 /// it, which the kernel posts at once, and the next completion after them (the client's next
 /// request, usually). Waiting for one would end at the first send's completion, and every
@@ -43,7 +42,6 @@ const BUFFER_SIZE: usize = 4096;
 /// hypervisor each time. With 1 ms here, a request cost 9 µs of CPU with client and server
 /// on one CPU, against 3.4 µs with 4 ms or more (Linux 6.18 VM, `taskset -c 0` for both).
 const BATCH_WAIT: Duration = Duration::from_millis(5);
-// ANCHOR_END: batch_wait
 
 /// How long a graceful shutdown waits for clients to take their last answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -53,7 +51,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `fs.nr_open` is exactly 2^20).
 pub const MAX_CONNECTIONS: usize = 1 << 20;
 
-// ANCHOR: token
 /// What a completion is for: step07's tokens, and three that come from outside the ring.
 ///
 /// Packed into the low 32 bits of `user_data`: the kind in 4 bits, the connection's key in
@@ -121,7 +118,6 @@ impl From<u64> for Token {
         }
     }
 }
-// ANCHOR_END: token
 
 /// One core's server.
 #[derive(Debug)]
@@ -143,7 +139,6 @@ pub struct Worker {
     grace_over: bool,
 }
 
-// ANCHOR: serve
 /// Serves on this thread with `ring` and `listener` until a graceful shutdown completes.
 ///
 /// `ring_fd` is a duplicate of the ring's descriptor, by which the pool and the signal
@@ -184,7 +179,6 @@ pub fn serve(
     }
     worker.run()
 }
-// ANCHOR_END: serve
 
 impl Worker {
     // ANCHOR: event_loop
@@ -204,7 +198,6 @@ impl Worker {
         self.shutting_down && ((self.connections.is_empty() && !self.accepting) || self.grace_over)
     }
 
-    // ANCHOR: dispatch
     fn dispatch(&mut self, completion: &cqueue::Entry) -> io::Result<()> {
         let (result, flags) = (completion.result(), completion.flags());
         let token = Token::from(completion.user_data());
@@ -250,9 +243,7 @@ impl Worker {
         }
         Ok(())
     }
-    // ANCHOR_END: dispatch
 
-    // ANCHOR: accept
     /// Arms a multishot accept: one submission, a completion per accepted connection.
     ///
     /// Measured against step07's accept re-armed after each connection: no difference
@@ -331,9 +322,7 @@ impl Worker {
         // in flight before its fields drop; the kernel reads it on submission.
         unsafe { self.ring.push(&entry) }
     }
-    // ANCHOR_END: accept
 
-    // ANCHOR: shutdown
     /// Ctrl-C: stop accepting, let every connection finish what it has received, and give
     /// them [`SHUTDOWN_GRACE`] to do it.
     fn begin_shutdown(&mut self) -> io::Result<()> {
@@ -368,10 +357,8 @@ impl Worker {
         self.grace_over = true;
         Ok(())
     }
-    // ANCHOR_END: shutdown
 }
 
-// ANCHOR: drop
 /// step07's rule for dropping a ring's owner: cancel everything in flight first, and leak
 /// rather than free what the kernel may still use. The provided buffers are registered with
 /// the ring, so they are unregistered before they drop.
@@ -385,7 +372,6 @@ impl Drop for Worker {
         self.buffers.release(&self.ring);
     }
 }
-// ANCHOR_END: drop
 
 #[cfg(test)]
 mod tests {

@@ -65,7 +65,6 @@ use shared::protocol::{write_answer, write_error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-// ANCHOR: threshold
 /// fib(n) for `n` at least this is computed on the blocking pool, below it on the worker.
 ///
 /// step05's threshold, for step05's reason (see its `OFFLOAD_FROM_N`): below 20, fib costs
@@ -74,7 +73,6 @@ use tokio::net::{TcpListener, TcpStream};
 /// busy 2-core machine; fib(20) takes about 20 µs. Above it, keeping fib on the worker would
 /// stall the other tasks queued there, until another worker runs out of work and steals them.
 pub const OFFLOAD_FROM_N: u32 = 20;
-// ANCHOR_END: threshold
 
 /// Command-line options of step09 beyond `--addr` and `--max-n`.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -155,7 +153,6 @@ async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<
 }
 // ANCHOR_END: accept_loop
 
-// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step06's handler, on tokio's stream and
 /// extension traits.
 ///
@@ -193,7 +190,6 @@ pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<(
         }
     }
 }
-// ANCHOR_END: serve_connection
 
 // ANCHOR: answer
 /// Answers one frame, like `protocol::answer`, but computes a large fib on tokio's blocking
