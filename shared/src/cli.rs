@@ -4,7 +4,9 @@
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::fib::MAX_FIB_N;
@@ -12,6 +14,17 @@ use crate::protocol::DEFAULT_MAX_N;
 
 /// The address every step listens on unless told otherwise; the clients connect there too.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:25000";
+
+/// How long a connection may stay idle by default (`--idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a graceful shutdown waits for the connections to finish by default (`--grace`).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// How many jobs a compute pool queues per thread by default (`--queue`): enough that a few
+/// slow clients per core wait their turn, few enough that the last one is not kept waiting
+/// for minutes.
+pub const DEFAULT_QUEUE_PER_THREAD: usize = 4;
 
 /// What every step is configured with.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -25,6 +38,22 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_N,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_FIB_N)))]
     pub max_n: u32,
+
+    /// Close a connection that has no answer outstanding and sends no complete line for
+    /// this long, after answering `error: idle timeout`; 0 never does. Fractions allowed
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+
+    /// On Ctrl-C or SIGTERM: how long to let the connections finish (every request received
+    /// is answered, then each closes cleanly) before exiting anyway; a second signal exits
+    /// at once
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub grace: Duration,
+
+    /// Jobs the compute pool may queue; a CPU-heavy request that finds it full is answered
+    /// `error: busy` at once [default: 4 per pool thread]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub queue: Option<u64>,
 }
 
 impl Default for Config {
@@ -34,7 +63,41 @@ impl Default for Config {
                 .parse()
                 .expect("DEFAULT_ADDR is a valid socket address"),
             max_n: DEFAULT_MAX_N,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            grace: DEFAULT_GRACE,
+            queue: None,
         }
+    }
+}
+
+/// `--grace` and the like: a number of seconds, fractions allowed, 0 included.
+///
+/// # Errors
+///
+/// A message for clap when the text is not a finite number of seconds at or above 0.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if secs.is_nan() || secs < 0.0 {
+        return Err("must be 0 seconds or more".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` seconds is too long"))
+}
+
+impl Config {
+    /// `--idle-timeout`, or `None` where it is 0: no idle timeout at all.
+    pub fn idle(&self) -> Option<Duration> {
+        (!self.idle_timeout.is_zero()).then_some(self.idle_timeout)
+    }
+
+    /// How many jobs a pool of `threads` threads queues: `--queue`, or
+    /// [`DEFAULT_QUEUE_PER_THREAD`] per thread.
+    pub fn queue_for(&self, threads: usize) -> usize {
+        self.queue
+            .map_or(DEFAULT_QUEUE_PER_THREAD * threads.max(1), |queue| {
+                usize::try_from(queue).unwrap_or(usize::MAX)
+            })
     }
 }
 
@@ -64,6 +127,14 @@ pub trait Server: Sized {
     /// One paragraph for `--help`: the style of this step.
     const ABOUT: &'static str;
 
+    /// Whether Ctrl-C and SIGTERM stop the step gracefully, within `--grace` (steps 03 to
+    /// 09). Where not, `--grace` is hidden and refused: the step's header says why.
+    const GRACEFUL_SHUTDOWN: bool = true;
+
+    /// Whether the step has a compute pool whose queue `--queue` bounds (steps 05, 06, 08,
+    /// 09). Where not, `--queue` is hidden and refused.
+    const COMPUTE_POOL: bool = false;
+
     /// Opens the listening socket(s).
     ///
     /// # Errors
@@ -92,17 +163,57 @@ struct Cli<O: Args> {
     options: O,
 }
 
+/// Parses `args` (without the program's name) as step `S`'s command line would: for tests
+/// that start a step with options, and for child processes started with them.
+///
+/// # Errors
+///
+/// clap's error, which says what is wrong with the arguments.
+pub fn parse<S: Server>(
+    args: impl IntoIterator<Item = String>,
+) -> Result<(Config, S::Options), clap::Error> {
+    let cli = Cli::<S::Options>::try_parse_from(std::iter::once("step".to_string()).chain(args))?;
+    Ok((cli.config, cli.options))
+}
+
 /// Parses the command line, binds, prints `listening on ADDR`, and serves: the whole `main`
 /// of a step. `name` is the package name (`step01`) shown in `--help` and errors.
 pub fn main<S: Server>(name: &'static str) -> ExitCode {
-    let command = Cli::<S::Options>::command()
+    let mut command = Cli::<S::Options>::command()
         .name(name)
         .about(S::ABOUT)
         .after_help(format!(
             "Try it: `cargo run -p {name}` here, then `cargo run -p clients --bin fast` \
              (or `--bin slow`) in another terminal."
         ));
-    let cli = match Cli::<S::Options>::from_arg_matches(&command.get_matches()) {
+    // Options that mean nothing for this step are left out of --help, and refused with a
+    // reason rather than silently ignored.
+    let unsupported: Vec<(&str, &str)> = [
+        (
+            !S::GRACEFUL_SHUTDOWN,
+            "grace",
+            "has no graceful shutdown (its header says why): Ctrl-C ends it at once",
+        ),
+        (
+            !S::COMPUTE_POOL,
+            "queue",
+            "has no compute pool to queue for",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(unsupported, arg, why)| unsupported.then_some((arg, why)))
+    .collect();
+    for (arg, _) in &unsupported {
+        command = command.mut_arg(*arg, |a| a.hide(true));
+    }
+    let matches = command.get_matches();
+    for (arg, why) in &unsupported {
+        if matches.value_source(arg) == Some(ValueSource::CommandLine) {
+            eprintln!("{name}: --{arg}: {name} {why}");
+            return ExitCode::from(2);
+        }
+    }
+    let cli = match Cli::<S::Options>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
@@ -126,6 +237,51 @@ pub fn main<S: Server>(name: &'static str) -> ExitCode {
         Err(error) => {
             eprintln!("{name}: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Cli::<NoOptions>::try_parse_from(["step"].iter().chain(args)).map(|cli| cli.config)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.idle(), Some(Duration::from_secs(60)));
+        assert_eq!(config.grace, Duration::from_secs(10));
+        assert_eq!(config.queue_for(2), 8, "4 per pool thread");
+    }
+
+    #[test]
+    fn an_idle_timeout_of_zero_is_none_and_fractions_are_fine() {
+        assert_eq!(parse(&["--idle-timeout", "0"]).unwrap().idle(), None);
+        assert_eq!(
+            parse(&["--idle-timeout", "0.25"]).unwrap().idle(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse(&["--grace", "1.5"]).unwrap().grace,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse(&["--queue", "3"]).unwrap().queue_for(2), 3);
+    }
+
+    #[test]
+    fn nonsense_durations_and_queues_are_refused() {
+        for args in [
+            &["--idle-timeout", "-1"][..],
+            &["--idle-timeout", "soon"],
+            &["--grace", "NaN"],
+            &["--grace", "1e300"],
+            &["--queue", "0"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
         }
     }
 }

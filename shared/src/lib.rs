@@ -5,11 +5,14 @@
 //! - [`fib`]: the deliberately slow recursive Fibonacci, the CPU work the workshop measures;
 //! - [`cli`]: the server command line (`--addr`, `--max-n`), the `listening on` line, and the
 //!   [`Server`] trait through which `main`, the tests and the benchmarks start any step;
-//! - [`net`]: socket helpers (running out of file descriptors).
+//! - [`net`]: socket helpers (running out of file descriptors, reporting a failed
+//!   connection);
+//! - [`shutdown`]: hearing about Ctrl-C and SIGTERM, and what a step says as it drains.
 
 pub mod cli;
 pub mod fib;
 pub mod net;
 pub mod protocol;
+pub mod shutdown;
 
 pub use cli::{Config, NoOptions, Server};

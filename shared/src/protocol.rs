@@ -296,25 +296,58 @@ pub enum Flow {
     Close,
 }
 
-/// Answers one frame on the calling thread: parse, compute fib, append the answer to `out`.
-///
-/// Steps that keep CPU work on the I/O thread use this; steps that offload fib use
-/// [`parse_request`], [`write_answer`] and [`write_error`] separately.
-pub fn answer(frame: Frame<'_>, max_n: u32, out: &mut Vec<u8>) -> Flow {
+/// What a frame asks of the server, once its errors are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Compute fib(n) and write it with [`write_answer`].
+    Fib(u32),
+    /// Nothing more: the frame was bad and its error is written already. The flow says
+    /// whether the connection goes on.
+    Answered(Flow),
+}
+
+/// Turns a frame into what it asks for: fib(n), or (for a bad line) its error, written to
+/// `out` at once. Where fib is computed is each step's business; this is the part every step
+/// shares.
+pub fn request(frame: Frame<'_>, max_n: u32, out: &mut Vec<u8>) -> Request {
     match frame {
-        Frame::Line(line) => {
-            match parse_request(line, max_n) {
-                Ok(n) => write_answer(out, fib(n)),
-                Err(error) => write_error(out, error),
+        Frame::Line(line) => match parse_request(line, max_n) {
+            Ok(n) => Request::Fib(n),
+            Err(error) => {
+                write_error(out, error);
+                Request::Answered(Flow::Continue)
             }
-            Flow::Continue
-        }
+        },
         Frame::TooLong => {
             write_error(out, ProtocolError::LineTooLong);
-            Flow::Close
+            Request::Answered(Flow::Close)
         }
     }
 }
+
+/// Answers one frame on the calling thread: parse, compute fib, append the answer to `out`.
+///
+/// Steps that keep CPU work on the I/O thread use this; steps that offload fib call
+/// [`request`] and compute the [`Request::Fib`] elsewhere.
+pub fn answer(frame: Frame<'_>, max_n: u32, out: &mut Vec<u8>) -> Flow {
+    match request(frame, max_n, out) {
+        Request::Fib(n) => {
+            write_answer(out, fib(n));
+            Flow::Continue
+        }
+        Request::Answered(flow) => flow,
+    }
+}
+
+/// The answer a connection gets when it has been idle for the server's `--idle-timeout`:
+/// no answer outstanding and no complete line received for that long. The connection is
+/// closed after it.
+pub const IDLE_TIMEOUT_ANSWER: &[u8] = b"error: idle timeout\n";
+
+/// The answer to a CPU-heavy request that finds the compute pool's queue full (`--queue`):
+/// shedding load at once beats making it wait behind minutes of queued work. The connection
+/// goes on.
+pub const BUSY_ANSWER: &[u8] = b"error: busy\n";
 
 /// The default and the ceiling of `--max-n`.
 pub const DEFAULT_MAX_N: u32 = 45;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use shared::protocol::{MAX_LINE, ProtocolError};
 
 use crate::child::ChildServer;
-use crate::{Client, expected};
+use crate::{Client, PATIENCE, expected};
 
 /// fib(0) to fib(20), one request at a time on one connection.
 pub fn values_0_to_20(addr: SocketAddr) {
@@ -206,15 +206,14 @@ pub fn out_of_fds(step: &str) {
     // generous (a fifth of the wall time) so a busy machine cannot make it fail; it only
     // lets a spinning server pass if that server got less than a fifth of a core.
     thread::sleep(Duration::from_millis(200));
-    if let Some(before) = server.cpu_ticks() {
+    if let Some(before) = server.cpu_time() {
         let window = Duration::from_millis(500);
         thread::sleep(window);
-        let used = server.cpu_ticks().expect("/proc answered a moment ago") - before;
-        let ticks_in_window = 50; // /proc counts in clock ticks of 10 ms
+        let used = server.cpu_time().expect("/proc answered a moment ago") - before;
         assert!(
-            used * 5 < ticks_in_window,
-            "the server used {used} ticks of CPU in {window:?} while out of descriptors: \
-             it is spinning on accept"
+            used * 5 < window,
+            "the server used {used:?} of CPU in {window:?} while out of descriptors: it is \
+             spinning on accept"
         );
     }
     assert_eq!(first.ask("7"), "13", "open connections are still served");
@@ -253,4 +252,199 @@ pub fn ten_thousand_idle(step: &str) {
     for (i, client) in clients.iter_mut().enumerate() {
         assert_eq!(client.line(), "1", "idle connection {i}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping work: idle timeouts, graceful shutdown, load shedding. The server is started with
+// the options each check names.
+
+/// The arguments [`idle_timeout`] expects the server to be started with.
+pub const IDLE_ARGS: &[&str] = &["--idle-timeout", "0.3"];
+
+/// With `--idle-timeout 0.3`: a connection that sends nothing, one that goes quiet after an
+/// answer, and one that trickles bytes that never make a complete line each get
+/// `error: idle timeout` and are closed.
+pub fn idle_timeout(addr: SocketAddr) {
+    let mut silent = Client::connect(addr);
+    assert_eq!(
+        silent.line(),
+        "error: idle timeout",
+        "a connection that sent nothing"
+    );
+    assert_eq!(silent.read_to_close(), "", "closed after the idle timeout");
+
+    let mut quiet = Client::connect(addr);
+    assert_eq!(quiet.ask("7"), "13");
+    assert_eq!(quiet.line(), "error: idle timeout", "quiet after an answer");
+    assert_eq!(quiet.read_to_close(), "");
+
+    // Bytes that never complete a line do not keep a connection alive: only a complete line
+    // counts. The trickle goes on for ten times the timeout; the error must come first.
+    let mut trickling = Client::connect(addr);
+    let writer = trickling
+        .stream()
+        .try_clone()
+        .expect("cloning a socket handle");
+    let trickle = thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..60 {
+            if std::io::Write::write_all(&mut writer, b"1").is_err() {
+                return false; // the server closed: stopped early, as it should
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        true
+    });
+    assert_eq!(
+        trickling.line(),
+        "error: idle timeout",
+        "a line that never completes"
+    );
+    let trickled_to_the_end = trickle.join().expect("the trickle thread does not panic");
+    assert!(
+        !trickled_to_the_end,
+        "the connection stayed open while bytes trickled in without a newline"
+    );
+}
+
+/// The arguments [`not_idle_while_computing`] expects the server to be started with.
+pub const COMPUTING_ARGS: &[&str] = &["--idle-timeout", "0.5"];
+
+/// With `--idle-timeout 0.5`: a connection waiting for its own fib(42), about a second of
+/// CPU, is not idle, and the idle time starts again once its answer is written (the next
+/// request, sent at once, is answered too).
+pub fn not_idle_while_computing(addr: SocketAddr) {
+    let mut client = Client::connect(addr);
+    assert_eq!(client.ask("42"), expected(42), "waiting for its own fib");
+    assert_eq!(
+        client.ask("1"),
+        "1",
+        "the idle time starts when the answer is written"
+    );
+}
+
+/// The arguments [`busy_when_the_queue_is_full`] expects the server to be started with.
+pub const BUSY_ARGS: &[&str] = &["--queue", "1"];
+
+/// With `--queue 1`: more CPU-heavy requests at once than the pool has threads plus one
+/// queued job; the ones that find the queue full are answered `error: busy` at once, the
+/// others get fib, and a connection told `busy` goes on.
+pub fn busy_when_the_queue_is_full(addr: SocketAddr) {
+    let threads = thread::available_parallelism().map_or(1, usize::from);
+    // Every request is written before the first fib(38) (a tenth of a second) can finish.
+    let extra = 3;
+    let mut clients: Vec<Client> = (0..threads + 1 + extra)
+        .map(|_| Client::connect(addr))
+        .collect();
+    for client in &mut clients {
+        client.send(b"38\n");
+    }
+    let mut busy = Vec::new();
+    for (i, client) in clients.iter_mut().enumerate() {
+        match client.line() {
+            line if line == "error: busy" => busy.push(i),
+            line => assert_eq!(line, expected(38), "connection {i}"),
+        }
+    }
+    assert!(
+        busy.len() >= extra,
+        "{} of {} fib(38) requests were refused with `error: busy`, expected at least {extra} \
+         (a pool of {threads} threads and a queue of 1)",
+        busy.len(),
+        clients.len()
+    );
+    for i in busy {
+        assert_eq!(
+            clients[i].ask("5"),
+            "5",
+            "connection {i} goes on after `busy`"
+        );
+    }
+}
+
+/// Ctrl-C or SIGTERM with a client still pipelining: every request the server had received
+/// is answered, the client then reads the end of the stream (not a reset), an idle client's
+/// connection closes too, and the server exits with status 0, saying what it did.
+#[cfg(unix)]
+pub fn graceful_shutdown(step: &str) {
+    use std::io::Write as _;
+    let mut server = ChildServer::start_args(step, None, &["--grace", "5", "--idle-timeout", "0"]);
+    let mut idle = Client::connect(server.addr);
+    let mut busy = Client::connect(server.addr);
+    const FIRST: usize = 300;
+    busy.send(&b"1\n".repeat(FIRST));
+    assert_eq!(busy.line(), "1", "served before the signal");
+
+    server.terminate();
+    // The client goes on sending while the server shuts down: requests that arrive after
+    // the signal may go unanswered, but they must not make the server reset the connection
+    // (closing a socket with unread input does) before the client has read every answer.
+    let writer = busy.stream().try_clone().expect("cloning a socket handle");
+    let stop_writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pipelining = {
+        let stop = std::sync::Arc::clone(&stop_writing);
+        thread::spawn(move || {
+            let mut writer = writer;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if writer.write_all(&b"1\n".repeat(64)).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let rest = crate::child::read_to_end(busy.reader_mut())
+        .unwrap_or_else(|e| panic!("the pipelining client's connection ended with {e}"));
+    stop_writing.store(true, std::sync::atomic::Ordering::Relaxed);
+    pipelining.join().expect("the writer does not panic");
+    let rest = String::from_utf8(rest).expect("answers are text");
+    let answers = 1 + rest.lines().count();
+    assert!(
+        answers >= FIRST,
+        "{answers} answers for the {FIRST} requests sent before the signal"
+    );
+    assert!(
+        rest.lines().all(|line| line == "1"),
+        "every answer is fib(1): {rest:?}"
+    );
+    busy.half_close();
+    assert_eq!(
+        crate::child::read_to_end(idle.reader_mut())
+            .map(|b| b.len())
+            .ok(),
+        Some(0),
+        "the idle connection is closed cleanly"
+    );
+    let status = server
+        .wait_exit(PATIENCE)
+        .unwrap_or_else(|| panic!("the server did not exit: {}", server.stderr_so_far()));
+    let said = server.stderr_so_far();
+    assert!(status.success(), "exit status {status}: {said}");
+    assert!(said.contains("draining"), "it says it drains: {said}");
+    assert!(
+        said.contains(" closed, "),
+        "it says how many closed: {said}"
+    );
+}
+
+/// A second Ctrl-C or SIGTERM during a graceful shutdown ends the server at once, with the
+/// status of an interrupted process (130), however long `--grace` is.
+#[cfg(unix)]
+pub fn second_signal(step: &str) {
+    let mut server =
+        ChildServer::start_args(step, None, &["--grace", "120", "--idle-timeout", "0"]);
+    // A client that never closes holds the graceful shutdown up until the end of --grace.
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask("3"), "2");
+    server.terminate();
+    assert!(
+        server.wait_stderr("draining", PATIENCE).is_some(),
+        "the server says it drains: {}",
+        server.stderr_so_far()
+    );
+    server.terminate();
+    let status = server
+        .wait_exit(PATIENCE)
+        .expect("the second signal ends the server at once");
+    assert_eq!(status.code(), Some(130), "{}", server.stderr_so_far());
 }

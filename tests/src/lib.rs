@@ -46,6 +46,20 @@ pub fn start_with<S: Server + 'static>(options: S::Options) -> SocketAddr {
     try_start_with::<S>(options).unwrap_or_else(|error| panic!("the step could not bind: {error}"))
 }
 
+/// [`start`] with command-line arguments, as a user would give them (`--idle-timeout 0.3`),
+/// on a free loopback port.
+///
+/// # Panics
+///
+/// When the arguments do not parse or the step cannot bind.
+pub fn start_args<S: Server + 'static>(args: &[&str]) -> SocketAddr {
+    let (mut config, options) = shared::cli::parse::<S>(args.iter().map(|a| a.to_string()))
+        .unwrap_or_else(|error| panic!("arguments {args:?}: {error}"));
+    config.addr = Config::ephemeral().addr;
+    try_start_configured::<S>(config, options)
+        .unwrap_or_else(|error| panic!("the step could not bind: {error}"))
+}
+
 /// [`start`], returning the step's error when it cannot bind.
 ///
 /// # Errors
@@ -61,11 +75,23 @@ pub fn try_start<S: Server + 'static>() -> io::Result<SocketAddr> {
 ///
 /// What the step's `bind` returned.
 pub fn try_start_with<S: Server + 'static>(options: S::Options) -> io::Result<SocketAddr> {
+    try_start_configured::<S>(Config::ephemeral(), options)
+}
+
+/// Starts step `S` in this process with `config` and `options`; returns its address.
+///
+/// # Errors
+///
+/// What the step's `bind` returned.
+pub fn try_start_configured<S: Server + 'static>(
+    config: Config,
+    options: S::Options,
+) -> io::Result<SocketAddr> {
     let (bound, address) = mpsc::channel();
     thread::Builder::new()
         .name("server-under-test".into())
         .spawn(move || {
-            let server = match S::bind(&Config::ephemeral(), &options) {
+            let server = match S::bind(&config, &options) {
                 Ok(server) => server,
                 Err(error) => {
                     let _ = bound.send(Err(error));
@@ -149,6 +175,11 @@ impl Client {
     /// The underlying socket.
     pub fn stream(&self) -> &TcpStream {
         self.reader.get_ref()
+    }
+
+    /// The buffered reader over the socket, for reading what is left by hand.
+    pub fn reader_mut(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
     }
 
     /// Writes `bytes` in one `write_all`.
@@ -236,29 +267,8 @@ pub fn expected(n: u32) -> String {
 }
 
 /// Raises this process's soft limit on open files to its hard limit, for the checks that
-/// open thousands of connections. Returns the new limit.
-#[cfg(unix)]
+/// open thousands of connections. Returns the new limit (`u64::MAX` where there is none to
+/// raise, as on Windows).
 pub fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the rlimit we pass, which lives for the whole call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: setrlimit only reads the rlimit we pass; raising the soft limit up to the hard
-    // limit is always permitted.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    // rlim_t is u64 on Linux and macOS, but the cast keeps this portable.
-    #[allow(clippy::unnecessary_cast)]
-    let raised = limit.rlim_cur as u64;
-    raised
-}
-
-/// Windows has no per-process limit on open sockets to raise: the only limit is memory.
-#[cfg(not(unix))]
-pub fn raise_fd_limit() -> u64 {
-    u64::MAX
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }

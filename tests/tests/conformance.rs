@@ -7,7 +7,12 @@
 //! - `thousands`: 2,000 concurrent connections, and an ignored 10,000-idle check
 //!   (`cargo test -p conformance -- --ignored ten_thousand`);
 //! - `fast_while_slow`: keeps answering fast requests while fib(42) computes elsewhere;
-//! - `out_of_fds`: keeps serving and stops spinning when accept runs out of descriptors.
+//! - `out_of_fds`: keeps serving and stops spinning when accept runs out of descriptors;
+//! - `idle_timeout`: closes idle connections after `error: idle timeout`, but not one
+//!   waiting for its own fib;
+//! - `shutdown`: Ctrl-C or SIGTERM drains gracefully (every request received answered, no
+//!   reset, exit 0), and a second signal exits at once;
+//! - `busy`: a full compute-pool queue answers `error: busy`, and the connection goes on.
 //!
 //! Run one step's checks with `cargo test -p conformance step03::`.
 
@@ -67,6 +72,34 @@ macro_rules! suite {
     (@feature $step:ident fast_while_slow) => {
         #[test]
         fn fast_while_slow() { checks::fast_while_slow(start()) }
+    };
+    (@feature $step:ident idle_timeout) => {
+        #[test]
+        fn idle_timeout() {
+            checks::idle_timeout(conformance::start_args::<::$step::Server>(checks::IDLE_ARGS))
+        }
+        #[test]
+        fn not_idle_while_computing() {
+            checks::not_idle_while_computing(conformance::start_args::<::$step::Server>(
+                checks::COMPUTING_ARGS,
+            ))
+        }
+    };
+    (@feature $step:ident shutdown) => {
+        #[test]
+        #[cfg(unix)] // signals
+        fn graceful_shutdown() { checks::graceful_shutdown(stringify!($step)) }
+        #[test]
+        #[cfg(unix)]
+        fn second_signal() { checks::second_signal(stringify!($step)) }
+    };
+    (@feature $step:ident busy) => {
+        #[test]
+        fn busy_when_the_queue_is_full() {
+            checks::busy_when_the_queue_is_full(conformance::start_args::<::$step::Server>(
+                checks::BUSY_ARGS,
+            ))
+        }
     };
     (@feature $step:ident out_of_fds) => {
         #[test]
