@@ -8,6 +8,25 @@
 /// The largest `n` whose `fib(n)` fits in a `u64`: fib(93) = 12200160415121876738.
 pub const MAX_FIB_N: u32 = 93;
 
+// ANCHOR: threshold
+/// fib(n) for `n` at least this goes to a compute pool, below it is computed where the
+/// request was read: the steps with a pool (05, 06, 08, 09) all decide with `n >=
+/// OFFLOAD_FROM_N`.
+///
+/// The hop to a pool thread and back is not free: the job is queued and a sleeping thread
+/// woken (a futex call; the scheduler finds it a core), the answer comes back the same way,
+/// and the loop is woken to send it. Measured with `cargo run --release -p step05 --example
+/// threshold` on the 2-core machine of the results (other work running beside it): the round
+/// trip of an empty job through step05's pool, awaited from a task, took 16 µs (median of
+/// 20,000); fib(19) took 12 µs inline, fib(20) 19 µs, fib(21) 31 µs, fib(25) 0.2 ms.
+/// (`blocking`'s and tokio's pools measured about 20 µs.) So 20 is the first n whose fib
+/// costs more than the hop: offloaded, it waits at most about twice as long as inline, and
+/// from there on the stall that inline would cause the loop grows 1.6 times per n while the
+/// hop stays the same. Other machines give other numbers (a 5 µs hop would put the crossover
+/// at 17 or 18); the example prints yours.
+pub const OFFLOAD_FROM_N: u32 = 20;
+// ANCHOR_END: threshold
+
 /// `fib(0) = 0`, `fib(1) = 1`, `fib(n) = fib(n - 1) + fib(n - 2)`, by plain recursion.
 ///
 /// Callers keep `n <= MAX_FIB_N` (the protocol layer enforces it), so the sum cannot overflow.

@@ -21,6 +21,13 @@
 //! answering fast requests. With two slow clients on a two-core machine each takes about as
 //! long as one alone.
 //!
+//! **Stopping work:** step01's: each thread's blocking `read` is bounded by the socket's read
+//! timeout, so an idle client is told `error: idle timeout` and closed (`--idle-timeout`).
+//! And no graceful shutdown: Ctrl-C ends the process at once. A thread blocked in `read`
+//! cannot be told to stop; another thread could only shut each socket down under it (what
+//! thread-per-connection servers that drain do), and that needs the list of every socket,
+//! shared between threads. The event loops from step03 on have that list: it is their state.
+//!
 //! **The limit:** a thread per connection costs memory (a stack each: address space is
 //! reserved up front, and the pages it touches stay resident) and scheduling (every wake-up
 //! is a context switch). The results table measures the memory at 10,000 idle connections.
@@ -30,26 +37,30 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
+use std::time::Duration;
 
 use shared::cli::{Config, NoOptions};
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use shared::net::{self, ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
 use step01::serve_connection;
 
-/// The step02 server: a listening socket and the protocol's `--max-n`.
+/// The step02 server: a listening socket and the protocol's `--max-n` and `--idle-timeout`.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     max_n: u32,
+    idle: Option<Duration>,
 }
 
 impl shared::Server for Server {
     type Options = NoOptions;
     const ABOUT: &'static str = "Step 2: a fib server with an OS thread per connection.";
+    const GRACEFUL_SHUTDOWN: bool = false;
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         Ok(Server {
-            listener: TcpListener::bind(config.addr)?,
+            listener: net::listen(config.addr)?,
             max_n: config.max_n,
+            idle: config.idle(),
         })
     }
 
@@ -61,7 +72,7 @@ impl shared::Server for Server {
 
     // ANCHOR: accept_loop
     fn run(self) -> io::Result<()> {
-        let max_n = self.max_n;
+        let (max_n, idle) = (self.max_n, self.idle);
         loop {
             match self.listener.accept() {
                 Ok((stream, _peer)) => {
@@ -71,7 +82,11 @@ impl shared::Server for Server {
                     let spawned = thread::Builder::new()
                         .name("connection".into())
                         .stack_size(64 * 1024)
-                        .spawn(move || serve_connection(stream, max_n));
+                        .spawn(move || {
+                            if let Err(error) = serve_connection(stream, max_n, idle) {
+                                net::report_connection_error("step02", &error);
+                            }
+                        });
                     if spawned.is_err() {
                         // The OS refused another thread (a limit on threads or memory). The
                         // connection was moved into the closure and is closed as it drops;
