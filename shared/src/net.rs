@@ -140,7 +140,10 @@ mod tests {
         let listener = listen("127.0.0.1:0".parse().unwrap()).expect("binding port 0");
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY inherited from the listener");
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY inherited from the listener"
+        );
         drop(client);
     }
 

@@ -110,7 +110,7 @@ macro_rules! suite {
 
 suite!(step01: idle_timeout);
 suite!(step02: concurrent, fast_while_slow, out_of_fds, idle_timeout);
-suite!(step03: concurrent, thousands, out_of_fds);
+suite!(step03: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
 suite!(step04: concurrent, thousands, out_of_fds);
 suite!(step05: concurrent, thousands, fast_while_slow, out_of_fds);
 suite!(step06: concurrent, thousands, fast_while_slow, out_of_fds);

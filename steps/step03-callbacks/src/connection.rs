@@ -8,10 +8,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use shared::protocol::{self, Flow, LineBuffer};
+use shared::protocol::{self, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer};
 
 /// How many bytes of answers a connection may hold for a client that is not reading them.
 ///
@@ -32,11 +33,12 @@ pub enum State {
     Paused,
     /// The client half-closed: send the remaining answers, then close.
     Finishing,
-    /// A line was too long: send the remaining answers and the error, then shut down our side.
-    Rejecting,
-    /// Our side is shut down after the error. Discard what the client still sends until it
-    /// closes: closing a socket with unread input sends a reset, and a reset can destroy the
-    /// error answer before the client has read it.
+    /// No more requests: a line was too long, the client was idle too long, or the server is
+    /// shutting down. Send the remaining answers (and the error), then shut down our side.
+    Ending,
+    /// Our side is shut down. Discard what the client still sends until it closes: closing a
+    /// socket with unread input sends a reset, and a reset can destroy the last answers
+    /// before the client has read them.
     Lingering,
 }
 // ANCHOR_END: state
@@ -81,6 +83,9 @@ pub struct Connection {
     /// the bytes of a short read, and no new event will announce it: from now on every read
     /// goes on until `WouldBlock` or the end.
     read_closed: bool,
+    /// Since when the connection has been idle: its answers all written, no complete line
+    /// received since (or since it was accepted; or since it began to linger).
+    idle_since: Instant,
 }
 
 impl Connection {
@@ -103,6 +108,7 @@ impl Connection {
             interest: Interest::READABLE,
             drained: false,
             read_closed: false,
+            idle_since: Instant::now(),
         })
     }
 
@@ -133,6 +139,51 @@ impl Connection {
         }
     }
 
+    // ANCHOR: idle
+    /// When this connection has been idle for `idle`: `None` while an answer is still on its
+    /// way (written by us, not yet taken by the socket), or when it cannot be idle (it is
+    /// finishing what the client sent before closing its side).
+    pub fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        match self.state {
+            State::Reading | State::Lingering if self.answers.is_empty() => {
+                Some(self.idle_since + idle)
+            }
+            _ => None,
+        }
+    }
+
+    /// The connection has been idle too long: tell the client, then end as after any error.
+    /// A lingering connection (it is only waiting for the client to close) just closes.
+    pub fn time_out(&mut self, registry: &Registry, max_n: u32) -> Status {
+        if self.state == State::Lingering {
+            let _ = registry.deregister(&mut self.stream);
+            return Status::Closed;
+        }
+        self.answers.extend_from_slice(IDLE_TIMEOUT_ANSWER);
+        self.state = State::Ending;
+        self.on_ready(registry, max_n, false)
+    }
+    // ANCHOR_END: idle
+
+    // ANCHOR: stop
+    /// The server is shutting down: answer the requests received so far (what is in the
+    /// line buffer, and what one more read brings), then end as after an error, draining what
+    /// the client still sends until it closes or the grace period is over.
+    pub fn stop(&mut self, registry: &Registry, max_n: u32) -> Status {
+        if matches!(self.state, State::Reading | State::Paused) {
+            let _ = self.receive();
+            // Every complete line, even past OUTPUT_LIMIT: this is the last of them.
+            while let Some(frame) = self.requests.next_frame() {
+                if protocol::answer(frame, max_n, &mut self.answers) == Flow::Close {
+                    break;
+                }
+            }
+            self.state = State::Ending;
+        }
+        self.on_ready(registry, max_n, false)
+    }
+    // ANCHOR_END: stop
+
     // ANCHOR: advance
     /// Moves from state to state for as long as the socket allows, and returns when the
     /// connection must wait for readiness ([`Status::Open`]) or is finished.
@@ -159,7 +210,7 @@ impl Connection {
                 State::Reading => {
                     let before = self.answers.len();
                     if self.answer_requests(max_n) == Flow::Close {
-                        self.state = State::Rejecting;
+                        self.state = State::Ending;
                     } else if self.answers.len() >= OUTPUT_LIMIT {
                         self.state = State::Paused;
                     } else if self.answers.len() > before {
@@ -181,13 +232,14 @@ impl Connection {
                 }
                 State::Paused if self.answers.is_empty() => self.state = State::Reading,
                 State::Finishing if self.answers.is_empty() => return Ok(Status::Closed),
-                State::Rejecting if self.answers.is_empty() => {
+                State::Ending if self.answers.is_empty() => {
                     // The answers are all with the kernel: it sends them, then end-of-stream.
                     self.stream.shutdown(Shutdown::Write)?;
                     self.state = State::Lingering;
+                    self.idle_since = Instant::now();
                 }
                 // The answers are not all sent: wait until the socket is writable.
-                State::Paused | State::Finishing | State::Rejecting => return Ok(Status::Open),
+                State::Paused | State::Finishing | State::Ending => return Ok(Status::Open),
                 State::Lingering => return self.discard_input(),
             }
         }
@@ -262,13 +314,17 @@ impl Connection {
         // Usually the socket took everything and this just empties the buffer; after a
         // partial write, the unsent rest (under OUTPUT_LIMIT) moves to the front once.
         self.answers.drain(..sent);
+        if sent > 0 && self.answers.is_empty() {
+            // Every answer is with the kernel: from now on the connection is idle.
+            self.idle_since = Instant::now();
+        }
         Ok(())
     }
 
     /// Reads and drops whatever the client still sends after the error, until it closes.
     ///
     /// A client that never closes stays here like any idle connection: it costs a socket,
-    /// not CPU.
+    /// not CPU, until the idle timeout (or the end of a shutdown's grace) closes it.
     fn discard_input(&mut self) -> io::Result<Status> {
         let mut sink = [0u8; 4096];
         loop {
@@ -293,7 +349,7 @@ impl Connection {
         let wanted = match self.state {
             State::Reading if self.answers.is_empty() => Interest::READABLE,
             State::Reading => Interest::READABLE | Interest::WRITABLE,
-            State::Paused | State::Finishing | State::Rejecting => Interest::WRITABLE,
+            State::Paused | State::Finishing | State::Ending => Interest::WRITABLE,
             State::Lingering => Interest::READABLE,
         };
         if wanted != self.interest {

@@ -34,6 +34,17 @@
 //! fib(40) (a few tenths of a second) no other socket is even looked at; the fast clients get
 //! a couple of answers per slow answer. Two slow clients take twice as long each: one core does all the work.
 //!
+//! **Stopping work, in this style:** everything the loop waits for goes through its one
+//! `poll`, so stopping is more of the same. An idle client (`--idle-timeout`, 60 s by
+//! default) is a deadline: the connections' deadlines are kept sorted ([`Timers`]), `poll`
+//! sleeps no longer than the nearest, and a connection whose time is up is told `error: idle
+//! timeout`, then ends like after a line too long. Ctrl-C or SIGTERM is an event like any
+//! other: the signal's thread wakes the poll with a [`mio::Waker`], and the loop stops
+//! accepting, answers what every connection has received, shuts down its side, drains what
+//! the client still sends until it closes, and exits when all are closed or `--grace` is
+//! over (a second signal exits at once). Nothing is cancelled: a callback is never in the
+//! middle of anything when the loop decides.
+//!
 //! **The limit:** the code is hard to read. The straight-line loop of step01 is chopped into
 //! callbacks, and to follow one client you follow the transitions of [`connection::State`]
 //! through `WouldBlock`s, partial writes and interest changes; adding a step to the protocol
@@ -46,21 +57,27 @@
 //! - this file: the event loop, the token-to-callback registry, accepting connections (and
 //!   pausing when out of file descriptors);
 //! - [`connection`]: one client connection as a state machine, with partial reads and writes,
-//!   backpressure, half-close and the line-too-long close.
+//!   backpressure, half-close, and ending after a line too long, an idle timeout or a
+//!   shutdown;
+//! - [`timers`]: the connections' idle deadlines, soonest first.
 
 pub mod connection;
+pub mod timers;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use shared::cli::{Config, NoOptions};
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use shared::net::{self, ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
+use shared::shutdown::{self, Drain};
 use slab::Slab;
 
 use connection::{Connection, Status, would_block};
+pub use timers::Timers;
 
 // ANCHOR: callbacks
 /// What to do when a token becomes ready: an entry of the registry.
@@ -76,10 +93,12 @@ enum Callback {
     Accept,
     /// A client connection: step its state machine.
     Serve(Connection),
+    /// The waker that the signal's thread calls on Ctrl-C or SIGTERM: shut down.
+    Shutdown,
 }
 // ANCHOR_END: callbacks
 
-/// The step03 server: the poll, the listener, and the registry of callbacks.
+/// The step03 server: the poll, the listener, the registry of callbacks, and the deadlines.
 #[derive(Debug)]
 pub struct Server {
     poll: Poll,
@@ -91,6 +110,14 @@ pub struct Server {
     max_n: u32,
     /// While accepting is paused for lack of file descriptors: when to try again.
     accept_paused_until: Option<Instant>,
+    /// `--idle-timeout`, if any, and the connections' deadlines.
+    idle: Option<Duration>,
+    timers: Timers,
+    /// Woken by the signal's thread; kept so that it lives as long as the poll.
+    waker: Arc<Waker>,
+    grace: Duration,
+    /// Once a shutdown has begun: when its grace ends, and the count of connections closed.
+    shutdown: Option<(Instant, Drain)>,
 }
 
 impl shared::Server for Server {
@@ -100,11 +127,18 @@ impl shared::Server for Server {
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.addr)?;
+        let listener = net::listen(config.addr)?;
+        // mio waits for readiness and expects every call to return at once.
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
         let mut callbacks = Slab::new();
         let listener_token = Token(callbacks.insert(Callback::Accept));
         poll.registry()
             .register(&mut listener, listener_token, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(
+            poll.registry(),
+            Token(callbacks.insert(Callback::Shutdown)),
+        )?);
         Ok(Server {
             poll,
             listener,
@@ -112,6 +146,11 @@ impl shared::Server for Server {
             callbacks,
             max_n: config.max_n,
             accept_paused_until: None,
+            idle: config.idle(),
+            timers: Timers::default(),
+            waker,
+            grace: config.grace,
+            shutdown: None,
         })
     }
 
@@ -123,11 +162,17 @@ impl shared::Server for Server {
 
     // ANCHOR: event_loop
     fn run(mut self) -> io::Result<()> {
+        let waker = Arc::clone(&self.waker);
+        shutdown::on_signal(move || {
+            // Waking fails only if the poll is gone, and then so is the server.
+            let _ = waker.wake();
+        });
         let mut events = Events::with_capacity(1024);
-        loop {
-            // The one place this thread waits: until some registered socket is ready (or,
-            // while accepting is paused, until the pause is over).
-            if let Err(error) = self.poll.poll(&mut events, self.accept_pause_left()) {
+        while !self.finished() {
+            // The one place this thread waits: until some registered socket is ready, or the
+            // nearest deadline (an idle connection, the end of a pause in accepting or of a
+            // shutdown's grace).
+            if let Err(error) = self.poll.poll(&mut events, self.next_timeout()) {
                 if connection::interrupted(&error) {
                     continue;
                 }
@@ -139,7 +184,9 @@ impl shared::Server for Server {
             // After the events, not before: resuming first could pause accepting again, and
             // then this batch's event for the listener would accept while paused.
             self.resume_accepting_if_due()?;
+            self.time_out_idle_connections();
         }
+        Ok(())
     }
     // ANCHOR_END: event_loop
 }
@@ -158,15 +205,26 @@ impl Server {
             Some(Callback::Serve(connection)) => {
                 connection.on_ready(self.poll.registry(), self.max_n, read_closed)
             }
+            Some(Callback::Shutdown) => return self.begin_shutdown(),
             // Closed earlier in this batch of events. (If a new connection reused the key in
             // the meantime it gets a stale event, which is harmless: see `on_ready`.)
             None => return Ok(()),
         };
-        if status == Status::Closed {
-            // Dropping the connection closes its socket; its key is free for reuse.
-            self.callbacks.remove(token.0);
-        }
+        self.after(token, status);
         Ok(())
+    }
+
+    /// Drops a connection whose callback said it is finished.
+    fn after(&mut self, token: Token, status: Status) {
+        if status == Status::Closed {
+            // Dropping the connection closes its socket; its key is free for reuse (a timer
+            // still holding it finds another connection, or none, and looks again: see
+            // `time_out_idle_connections`).
+            self.callbacks.remove(token.0);
+            if let Some((_, drain)) = &mut self.shutdown {
+                drain.closed();
+            }
+        }
     }
     // ANCHOR_END: dispatch
 
@@ -179,7 +237,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _peer)) => self.add_connection(stream),
                 Err(error) if would_block(&error) => return Ok(()),
-                Err(error) if is_out_of_fds(&error) => return self.pause_accepting(),
+                Err(error) if is_out_of_resources(&error) => return self.pause_accepting(),
                 Err(error) if is_transient_accept_error(&error) => continue,
                 Err(error) => return Err(error),
             }
@@ -191,10 +249,12 @@ impl Server {
         let entry = self.callbacks.vacant_entry();
         // If the poll cannot watch one more socket (a kernel limit on watched descriptors),
         // the stream has been dropped, which closes that one connection; the server goes on.
-        if let Ok(connection) =
-            Connection::register(stream, Token(entry.key()), self.poll.registry())
-        {
+        let token = Token(entry.key());
+        if let Ok(connection) = Connection::register(stream, token, self.poll.registry()) {
             entry.insert(Callback::Serve(connection));
+            if let Some(idle) = self.idle {
+                self.timers.add(Instant::now() + idle, token);
+            }
         }
     }
 
@@ -212,17 +272,24 @@ impl Server {
         Ok(())
     }
 
-    /// How long `poll` may sleep: without limit, unless accepting is paused.
-    fn accept_pause_left(&self) -> Option<Duration> {
-        self.accept_paused_until
-            .map(|until| until.saturating_duration_since(Instant::now()))
+    /// How long `poll` may sleep: until the nearest deadline, or without limit.
+    fn next_timeout(&self) -> Option<Duration> {
+        [
+            self.accept_paused_until,
+            self.timers.next(),
+            self.shutdown.as_ref().map(|(deadline, _)| *deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Once the pause is over, listen again and accept what has been waiting (pausing again
     /// if descriptors are still short).
     fn resume_accepting_if_due(&mut self) -> io::Result<()> {
         match self.accept_paused_until {
-            Some(until) if Instant::now() >= until => {
+            Some(until) if Instant::now() >= until && self.shutdown.is_none() => {
                 self.accept_paused_until = None;
                 self.poll.registry().register(
                     &mut self.listener,
@@ -233,5 +300,85 @@ impl Server {
             }
             _ => Ok(()),
         }
+    }
+
+    // ANCHOR: time_out
+    /// Tells the connections whose idle deadline has passed, and closes them.
+    ///
+    /// A connection's deadline moves every time it answers, and moving an entry in the sorted
+    /// timers on every request would cost more than the request. So each connection has one
+    /// entry, put in when it was accepted; when an entry's time comes, the connection is asked
+    /// for its deadline now, and either times out or gets a new entry for it. The timers cost
+    /// something once per idle period, not per request.
+    fn time_out_idle_connections(&mut self) {
+        let Some(idle) = self.idle else { return };
+        let now = Instant::now();
+        while let Some(token) = self.timers.pop_due(now) {
+            let Some(Callback::Serve(connection)) = self.callbacks.get_mut(token.0) else {
+                continue; // closed since; its key may even serve another connection now
+            };
+            match connection.idle_deadline(idle) {
+                Some(deadline) if deadline <= now => {
+                    let status = connection.time_out(self.poll.registry(), self.max_n);
+                    self.after(token, status);
+                    // Ending takes a while (the error is sent, then input drained): keep an
+                    // entry, so that a client that never closes is closed after another wait.
+                    if status == Status::Open {
+                        self.timers.add(now + idle, token);
+                    }
+                }
+                // Active since: look again at its new deadline.
+                Some(deadline) => self.timers.add(deadline, token),
+                // Busy (answers on their way): look again a timeout later.
+                None => self.timers.add(now + idle, token),
+            }
+        }
+    }
+    // ANCHOR_END: time_out
+
+    // ANCHOR: shutdown
+    /// Ctrl-C or SIGTERM: stop accepting, and let every connection end after answering what
+    /// it has received.
+    fn begin_shutdown(&mut self) -> io::Result<()> {
+        if self.shutdown.is_some() {
+            return Ok(());
+        }
+        // No new connections: the listener leaves the poll (and closes with the server; the
+        // kernel refuses whoever connects after that).
+        self.poll.registry().deregister(&mut self.listener)?;
+        self.accept_paused_until = None;
+        let drain = Drain::begin("step03", self.connections(), self.grace);
+        self.shutdown = Some((Instant::now() + self.grace, drain));
+        let keys: Vec<usize> = self.callbacks.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Some(Callback::Serve(connection)) = self.callbacks.get_mut(key) {
+                let status = connection.stop(self.poll.registry(), self.max_n);
+                self.after(Token(key), status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a shutdown is over: every connection closed, or the grace period ended (then
+    /// the ones left are cut: dropped with the server, which closes their sockets).
+    fn finished(&self) -> bool {
+        let Some((deadline, drain)) = &self.shutdown else {
+            return false;
+        };
+        let open = self.connections();
+        if open > 0 && Instant::now() < *deadline {
+            return false;
+        }
+        drain.finish("step03", open);
+        true
+    }
+    // ANCHOR_END: shutdown
+
+    /// How many client connections are open.
+    fn connections(&self) -> usize {
+        self.callbacks
+            .iter()
+            .filter(|(_, callback)| matches!(callback, Callback::Serve(_)))
+            .count()
     }
 }
