@@ -15,9 +15,10 @@ use clients::{FastConfig, run_fast};
 /// write and sends the next batch when all their answers are in. Every answer is checked.
 ///
 /// Prints the requests per second every second and, at the end (--secs, --count or
-/// Ctrl-C), the total rate, the latency percentiles (p50, p99, p99.9 in microseconds, from
-/// the write of a batch to the read of each answer) and how many connections were
-/// "starved": got no answer at all, as with a server that serves one connection at a time.
+/// Ctrl-C), the total rate, the latency percentiles (p50, p99, p99.9 and max, from the
+/// write of a batch to the read of each answer; in µs below 10 ms, in ms above) and how
+/// many connections were "starved": got no answer at all, as with a server that serves one
+/// connection at a time.
 ///
 /// All connections are driven by one thread with a readiness loop, to leave the CPU to the
 /// server being measured.
