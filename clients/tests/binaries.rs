@@ -84,6 +84,43 @@ fn slow_prints_each_answer_and_a_summary() {
 }
 
 #[test]
+fn a_host_name_is_resolved() {
+    let addr = common::start_step02();
+    let output = Command::new(env!("CARGO_BIN_EXE_fast"))
+        .args(["--addr", &format!("localhost:{}", addr.port())])
+        .args(["--count", "5"])
+        .output()
+        .expect("the test can start the client it was built with");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!("to 127.0.0.1:{}", addr.port())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("answered 5 requests in "), "{stdout}");
+}
+
+#[test]
+fn a_host_name_that_does_not_resolve_is_refused_clearly() {
+    for program in ["fast", "slow"] {
+        let path = match program {
+            "fast" => env!("CARGO_BIN_EXE_fast"),
+            _ => env!("CARGO_BIN_EXE_slow"),
+        };
+        let output = Command::new(path)
+            .args(["--addr", "nosuchhost.invalid:25000"])
+            .output()
+            .expect("the test can start the client it was built with");
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("cannot resolve \"nosuchhost.invalid:25000\": "),
+            "{program}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn help_explains_what_is_measured() {
     for (program, words) in [("fast", "starved"), ("slow", "fib(40)")] {
         let output = run(program, common::closed_port(), &["--help"]);
