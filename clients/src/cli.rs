@@ -1,5 +1,5 @@
-//! What the `fast` and `slow` binaries share: the address and stop flags, Ctrl-C, and
-//! printing.
+//! What the `fast`, `slow` and `talk` binaries share: the address and stop flags, Ctrl-C,
+//! and printing.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
