@@ -84,6 +84,22 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("cannot resolve \"{text}\": the name has no address"))
 }
 
+/// Parses `--rate`: a positive number of requests per second, fractions allowed.
+///
+/// # Errors
+///
+/// A message for clap when the text is not a positive, finite number.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of requests per second"))?;
+    // NaN and the infinities are not finite.
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err("must be a positive number of requests per second (e.g. 2 or 0.5)".into());
+    }
+    Ok(rate)
+}
+
 /// Parses `--secs`: a positive number of seconds, fractions allowed.
 ///
 /// # Errors
@@ -199,5 +215,14 @@ mod tests {
         );
         assert!(parse_addr("localhost:http").is_err());
         assert!(parse_addr("localhost:65536").is_err());
+    }
+
+    #[test]
+    fn rates_may_be_fractional() {
+        assert_eq!(parse_rate("2"), Ok(2.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "abc", "NaN", "inf"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

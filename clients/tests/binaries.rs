@@ -1,4 +1,5 @@
 //! The `fast` and `slow` programs as a user runs them: output, exit code, one-line errors.
+//! (`talk` has its own file.)
 
 mod common;
 
@@ -120,9 +121,59 @@ fn a_host_name_that_does_not_resolve_is_refused_clearly() {
     }
 }
 
+/// A server that times the client out: the summary as usual, then why the run ended, and
+/// success: it is a normal way for a run to end.
+#[test]
+fn the_summary_is_printed_when_the_server_ends_the_run() {
+    let addr = common::closing_after(3, b"error: idle timeout\n");
+    for (program, args, summary) in [
+        ("fast", ["--secs", "10"], "answered 3 requests in "),
+        ("slow", ["--n", "10"], "answered 3 requests for fib(10) in "),
+    ] {
+        let output = run(program, addr, &args);
+        assert!(
+            output.status.success(),
+            "{program}: {}",
+            text(&output.stderr)
+        );
+        let stdout = text(&output.stdout);
+        assert!(stdout.contains(summary), "{program}: {stdout}");
+        assert!(
+            stdout.ends_with(
+                "\nthe server closed connection 1 after 3 answers on it: error: idle timeout\n"
+            ),
+            "{program}: {stdout}"
+        );
+        assert_eq!(text(&output.stderr), "", "{program}");
+    }
+}
+
+#[test]
+fn a_paced_run_prints_each_answer_with_its_latency() {
+    let addr = common::start_step02();
+    let output = run("fast", addr, &["--rate", "20", "--count", "3"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let answers: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("fib(1) = 1 in "))
+        .collect();
+    assert_eq!(answers.len(), 3, "{stdout}");
+    assert!(
+        answers
+            .iter()
+            .all(|line| line.ends_with(" µs") || line.ends_with(" ms"))
+    );
+    assert!(
+        !stdout.contains(" req/s  "),
+        "no per-second lines: {stdout}"
+    );
+    assert!(stdout.contains("answered 3 requests in "), "{stdout}");
+}
+
 #[test]
 fn help_explains_what_is_measured() {
-    for (program, words) in [("fast", "starved"), ("slow", "fib(40)")] {
+    for (program, words) in [("fast", "starved"), ("fast", "--rate"), ("slow", "fib(40)")] {
         let output = run(program, common::closed_port(), &["--help"]);
         assert!(output.status.success());
         assert!(text(&output.stdout).contains(words), "{program} --help");
