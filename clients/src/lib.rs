@@ -10,8 +10,13 @@
 //! - **slow** ([`run_slow`]): how long a CPU-heavy request (`40\n`, fib(40), about 0.4 s of one
 //!   core) takes, alone, side by side with another, or beside a fast load.
 //!
-//! And a helper for the workshop, **talk** (the `talk` binary): type lines at a server and
-//! read its answers, for machines without `nc`.
+//! And two helpers for the workshop:
+//!
+//! - **idle** ([`run_idle`], `fast --idle`): holds many connections open and idle, to watch
+//!   what they cost a server (a thread each for step02, almost nothing for step03's event
+//!   loop), then checks that each is still served.
+//! - **talk** (the `talk` binary): type lines at a server and read its answers, for machines
+//!   without `nc`.
 //!
 //! A run ends at its time or count, on Ctrl-C, or when the server closes a connection (it
 //! shuts down, or times out an idle client with `error: idle timeout`): the report says which
@@ -45,6 +50,7 @@
 //! - [`fast`]: the fast client's event loop, and [`fast::connection`] for one connection's
 //!   state machine (write a batch, count its answers, write the next);
 //! - [`slow`]: the slow client, a blocking thread per connection;
+//! - [`idle`]: the idle client, many connections held open by one readiness loop;
 //! - [`request`]: the request a client repeats and the answer line it expects;
 //! - [`answers`]: checking a stream of answers against that line, byte by byte;
 //! - [`connect`]: opening a connection, with a deadline and a clear error, and enough open
@@ -65,6 +71,7 @@ pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod fast;
+pub mod idle;
 pub mod report;
 pub mod request;
 pub mod slow;
@@ -73,6 +80,7 @@ pub mod table;
 
 pub use error::ClientError;
 pub use fast::{FastConfig, run_fast, run_fast_with_answers};
+pub use idle::{IdleConfig, IdleReport, IdleSecond, run_idle};
 pub use report::{Ended, FastAnswer, FastReport, SecondReport, SlowAnswer, SlowReport};
 pub use request::Request;
 pub use slow::{SlowConfig, run_slow};

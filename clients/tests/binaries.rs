@@ -172,8 +172,40 @@ fn a_paced_run_prints_each_answer_with_its_latency() {
 }
 
 #[test]
+fn fast_idle_holds_the_connections_and_checks_them() {
+    let addr = common::start_step02();
+    let output = run("fast", addr, &["--idle", "--conns", "20", "--secs", "0.3"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("fast: holding 20 idle connections to "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("20 idle connections held for 0.3 s; 20 answered at the end"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn fast_idle_refuses_options_that_send_requests() {
+    let output = run("fast", common::closed_port(), &["--idle", "--depth", "4"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("cannot be used with"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
 fn help_explains_what_is_measured() {
-    for (program, words) in [("fast", "starved"), ("fast", "--rate"), ("slow", "fib(40)")] {
+    for (program, words) in [
+        ("fast", "starved"),
+        ("fast", "--idle"),
+        ("fast", "--rate"),
+        ("slow", "fib(40)"),
+    ] {
         let output = run(program, common::closed_port(), &["--help"]);
         assert!(output.status.success());
         assert!(text(&output.stdout).contains(words), "{program} --help");

@@ -1,11 +1,11 @@
 //! `cargo run -p clients --bin fast -- --help`. The client itself is the library's `fast`
-//! module; this file is its command line.
+//! module (and `idle` for `--idle`); this file is its command line.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use clients::cli::{Target, fail, parse_rate, say, stop_on_ctrl_c};
-use clients::{FastConfig, run_fast_with_answers};
+use clients::{FastConfig, IdleConfig, run_fast_with_answers, run_idle};
 
 /// Loads a fib server with tiny requests and measures how many it answers per second.
 ///
@@ -26,6 +26,12 @@ use clients::{FastConfig, run_fast_with_answers};
 /// seconds), slow enough to follow each request in a server's trace; with one connection,
 /// each answer is printed with its latency as it arrives instead of the per-second lines.
 ///
+/// With --idle, the connections send one request each at the start and then nothing: they
+/// are held open until --secs or Ctrl-C, to watch what idle connections cost a server
+/// (`ps -o nlwp,rss` or `top`: a thread each for step02, almost nothing for step03). It
+/// prints how many are open every second and, at the end, asks one more request on each
+/// and counts the answers. The open-file limit is raised as far as allowed.
+///
 /// All connections are driven by one thread with a readiness loop, to leave the CPU to the
 /// server being measured.
 #[derive(Parser, Debug)]
@@ -33,6 +39,7 @@ use clients::{FastConfig, run_fast_with_answers};
     name = "fast",
     after_help = "Try it: `cargo run -p step02` in one terminal, then \
                   `cargo run -p clients --bin fast -- --conns 64 --secs 5` in another. \
+                  Idle connections: `... --bin fast -- --idle --conns 1000 --secs 30`. \
                   One request at a time: `... --bin fast -- --rate 2`."
 )]
 struct Cli {
@@ -57,11 +64,19 @@ struct Cli {
     /// 0.5); with one connection, every answer is printed with its latency
     #[arg(long, value_name = "R", value_parser = parse_rate)]
     rate: Option<f64>,
+
+    /// Hold the connections open and idle (one request each at the start and at the end)
+    /// until --secs or Ctrl-C, printing how many are open every second
+    #[arg(long, conflicts_with_all = ["depth", "n", "rate", "count"])]
+    idle: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stop = stop_on_ctrl_c("fast");
+    if cli.idle {
+        return idle(&cli, &stop);
+    }
     let config = FastConfig {
         addr: cli.target.addr,
         // u32 -> usize is lossless on every platform this runs on (32 bits or more).
@@ -99,6 +114,30 @@ fn main() -> ExitCode {
         each_answer.then_some(&mut print_answer as &mut dyn FnMut(&clients::FastAnswer)),
     );
     match result {
+        Ok(report) => {
+            say(&report);
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail("fast", &error),
+    }
+}
+
+/// `fast --idle`: hold the connections open and idle.
+fn idle(cli: &Cli, stop: &std::sync::atomic::AtomicBool) -> ExitCode {
+    let config = IdleConfig {
+        addr: cli.target.addr,
+        // u32 -> usize is lossless on every platform this runs on (32 bits or more).
+        conns: cli.conns as usize,
+        duration: cli.target.secs,
+    };
+    say(format_args!(
+        "fast: holding {} idle connection{} to {} (one request each at the start and at the \
+         end); Ctrl-C stops",
+        config.conns,
+        if config.conns == 1 { "" } else { "s" },
+        config.addr,
+    ));
+    match run_idle(&config, stop, &mut |second| say(second)) {
         Ok(report) => {
             say(&report);
             ExitCode::SUCCESS
