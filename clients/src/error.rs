@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 /// Why a run of the fast or slow client failed.
 ///
 /// A server that answers nothing is not an error: that is a measurement (zero answers,
-/// "starved" connections). An error is something that makes the measurement meaningless.
+/// "starved" connections). Nor is a server that closes a connection: that ends the run, and
+/// the report says so ([`Ended::ServerClosed`](crate::report::Ended::ServerClosed)). An error
+/// is something that makes the measurement meaningless.
 #[derive(Debug)]
 pub enum ClientError {
     /// The configuration cannot be run (zero connections, an `n` whose fib does not fit in
@@ -44,12 +46,15 @@ pub enum ClientError {
         /// Which connection, counted from 1.
         connection: usize,
     },
-    /// The server closed (or reset) the connection while the client was still using it.
-    Closed {
-        /// Which connection, counted from 1.
-        connection: usize,
-        /// How many answers it had received before.
-        answered: u64,
+    /// The open-file limit is too low for the connections asked for, and this process may
+    /// not raise it far enough.
+    FileLimit {
+        /// Connections asked for.
+        conns: usize,
+        /// Open files they need, with a few for the client itself.
+        needed: u64,
+        /// The most this process may have open.
+        limit: u64,
     },
     /// Reading or writing a connection failed for another reason.
     Io {
@@ -63,19 +68,10 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The error for an I/O failure on a connection: a reset or a broken pipe means the
-    /// server went away, which is worth saying in those words.
-    pub(crate) fn from_io(error: io::Error, connection: usize, answered: u64) -> ClientError {
-        match error.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => ClientError::Closed {
-                connection,
-                answered,
-            },
-            _ => ClientError::Io { connection, error },
-        }
+    /// The error for an I/O failure on a connection, other than the server closing it (see
+    /// [`closed_by_peer`]).
+    pub(crate) fn io(error: io::Error, connection: usize) -> ClientError {
+        ClientError::Io { connection, error }
     }
 
     /// The error for an answer line that is not the expected one: the server's own message if
@@ -131,12 +127,15 @@ impl fmt::Display for ClientError {
                 f,
                 "the server sent more answers than requests on connection {connection}"
             ),
-            ClientError::Closed {
-                connection,
-                answered,
+            ClientError::FileLimit {
+                conns,
+                needed,
+                limit,
             } => write!(
                 f,
-                "the server closed connection {connection} (after {answered} answers on it)"
+                "{conns} connections need about {needed} open files, but this process may \
+                 open at most {limit} (its hard limit): ask for fewer, or raise the hard \
+                 limit (as root: `ulimit -Hn {needed}`, or /etc/security/limits.conf)"
             ),
             ClientError::Io { connection, error } => {
                 write!(f, "connection {connection}: {}", describe(error))
@@ -159,8 +158,24 @@ impl std::error::Error for ClientError {
     }
 }
 
+/// Whether `error` means the server closed or reset the connection: a reset, an abort or a
+/// broken pipe. The run ends with a report saying so, not with an error.
+pub(crate) fn closed_by_peer(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
 /// The OS error in plain lower-case words, without the `(os error 111)` a user cannot act on.
 fn describe(error: &io::Error) -> String {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::EMFILE) {
+        return "too many open files (the open-file limit, `ulimit -n`, is too low)".into();
+    }
     let words = match error.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused",
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out",
@@ -218,17 +233,51 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_is_reported_as_the_server_closing() {
-        let error = ClientError::from_io(io::Error::from(io::ErrorKind::ConnectionReset), 3, 7);
+    fn a_reset_is_the_server_closing_not_an_error() {
+        assert!(closed_by_peer(&io::Error::from(
+            io::ErrorKind::ConnectionReset
+        )));
+        assert!(closed_by_peer(&io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert!(!closed_by_peer(&io::Error::from(io::ErrorKind::TimedOut)));
+    }
+
+    #[test]
+    fn a_low_file_limit_says_what_to_do() {
+        let error = ClientError::FileLimit {
+            conns: 5000,
+            needed: 5032,
+            limit: 1024,
+        };
+        let text = error.to_string();
+        assert!(text.starts_with("5000 connections need about 5032 open files, but "));
+        assert!(
+            text.contains("at most 1024") && text.contains("ulimit -Hn 5032"),
+            "{text}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn too_many_open_files_names_the_limit() {
+        let error = ClientError::Connect {
+            addr: addr(),
+            error: io::Error::from_raw_os_error(libc::EMFILE),
+        };
         assert_eq!(
             error.to_string(),
-            "the server closed connection 3 (after 7 answers on it)"
+            "cannot connect to 127.0.0.1:25000: too many open files \
+             (the open-file limit, `ulimit -n`, is too low)"
         );
     }
 
     #[test]
     fn no_message_spans_two_lines() {
         let errors = [
+            ClientError::FileLimit {
+                conns: 1,
+                needed: 2,
+                limit: 3,
+            },
             ClientError::from_bad_answer(1, 1, b"error: two\nlines"),
             ClientError::from_bad_answer(1, 1, b"two\nlines"),
             ClientError::Io {

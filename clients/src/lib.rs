@@ -5,8 +5,22 @@
 //! - **fast** ([`run_fast`]): how many tiny requests (`1\n`) a server answers per second, how
 //!   long each one waits (p50/p99/p99.9 latency), and whether every connection is served or
 //!   some are *starved* (a step that serves one connection at a time answers only the first).
+//!   Paced with [`FastConfig::rate`] (`fast --rate 2`), it is slow enough to follow one
+//!   request at a time through a server's trace ([`run_fast_with_answers`] reports each).
 //! - **slow** ([`run_slow`]): how long a CPU-heavy request (`40\n`, fib(40), about 0.4 s of one
 //!   core) takes, alone, side by side with another, or beside a fast load.
+//!
+//! And two helpers for the workshop:
+//!
+//! - **idle** ([`run_idle`], `fast --idle`): holds many connections open and idle, to watch
+//!   what they cost a server (a thread each for step02, almost nothing for step03's event
+//!   loop), then checks that each is still served.
+//! - **talk** (the `talk` binary): type lines at a server and read its answers, for machines
+//!   without `nc`.
+//!
+//! A run ends at its time or count, on Ctrl-C, or when the server closes a connection (it
+//! shuts down, or times out an idle client with `error: idle timeout`): the report says which
+//! ([`Ended`]), and it is not an error. Wrong answers are ([`ClientError`]).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -36,13 +50,16 @@
 //! - [`fast`]: the fast client's event loop, and [`fast::connection`] for one connection's
 //!   state machine (write a batch, count its answers, write the next);
 //! - [`slow`]: the slow client, a blocking thread per connection;
+//! - [`idle`]: the idle client, many connections held open by one readiness loop;
 //! - [`request`]: the request a client repeats and the answer line it expects;
 //! - [`answers`]: checking a stream of answers against that line, byte by byte;
-//! - [`connect`]: opening a connection, with a deadline and a clear error;
-//! - [`stats`]: the latency histogram and per-request times;
-//! - [`report`]: what a run measured, and how it prints;
-//! - [`error`]: everything that ends a run early, as one-line messages;
-//! - [`cli`]: what the `fast` and `slow` binaries share (flags, Ctrl-C);
+//! - [`connect`]: opening a connection, with a deadline and a clear error, and enough open
+//!   files for many;
+//! - [`stats`]: the latency histogram, and latencies for people ([`Micros`]: `48 µs`,
+//!   `12.5 ms`, `301 ms`);
+//! - [`report`]: what a run measured, why it ended, and how it prints;
+//! - [`error`]: everything that makes a run fail, as one-line messages;
+//! - [`cli`]: what the `fast`, `slow` and `talk` binaries share (flags, host names, Ctrl-C);
 //! - [`table`]: the results-table runner's parts (the `table` binary drives them).
 //!
 //! Every function here returns within its time limit, even against a server that accepts
@@ -54,6 +71,7 @@ pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod fast;
+pub mod idle;
 pub mod report;
 pub mod request;
 pub mod slow;
@@ -61,8 +79,9 @@ pub mod stats;
 pub mod table;
 
 pub use error::ClientError;
-pub use fast::{FastConfig, run_fast};
-pub use report::{FastReport, SecondReport, SlowAnswer, SlowReport};
+pub use fast::{FastConfig, run_fast, run_fast_with_answers};
+pub use idle::{IdleConfig, IdleReport, IdleSecond, run_idle};
+pub use report::{Ended, FastAnswer, FastReport, SecondReport, SlowAnswer, SlowReport};
 pub use request::Request;
 pub use slow::{SlowConfig, run_slow};
-pub use stats::{Latency, Percentiles};
+pub use stats::{Latency, Micros, Percentiles};

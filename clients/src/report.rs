@@ -1,11 +1,79 @@
-//! What a run measured, and how it prints.
+//! What a run measured, how it ended, and how it prints.
 //!
 //! The binaries print these with `{}`; a results-table runner reads the fields and methods.
+//! Latencies print as [`Micros`] (`48 µs`, `12.5 ms`, `301 ms`); the structs keep them in
+//! microseconds or as [`Duration`]s.
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::stats::Latency;
+use crate::stats::{Latency, Micros};
+
+/// Why a run ended.
+///
+/// Only the first three are what the caller asked for. The server closing a connection ends
+/// a run too, without making it an error: a server that drains its clients on shutdown, or
+/// times out an idle one (`error: idle timeout`), ends runs that way by design, and what was
+/// measured until then is worth printing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The duration (`--secs`) had passed.
+    Deadline,
+    /// The count (`--count`) of answers had arrived.
+    Count,
+    /// The stop flag was set (Ctrl-C).
+    Stopped,
+    /// The server closed (or reset) a connection.
+    ServerClosed {
+        /// Which connection, counted from 1.
+        connection: usize,
+        /// Answers received on it before.
+        answered: u64,
+        /// The server's last line when it was not an answer: its reason for closing, such
+        /// as `error: idle timeout` (without the `\n`; invalid UTF-8 replaced).
+        last_line: Option<String>,
+        /// The connection was reset (or a write found it broken) rather than closed with an
+        /// end of stream: the server went away without draining it, or was killed.
+        reset: bool,
+    },
+}
+
+impl Ended {
+    /// Whether the server ended the run, not the caller's limits.
+    pub fn by_server(&self) -> bool {
+        matches!(self, Ended::ServerClosed { .. })
+    }
+}
+
+impl fmt::Display for Ended {
+    /// One line: `the server closed connection 3 after 1234 answers on it: error: idle
+    /// timeout`, or why the run stopped as asked.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::Deadline => f.write_str("the run ended: its time was up"),
+            Ended::Count => f.write_str("the run ended: every answer asked for arrived"),
+            Ended::Stopped => f.write_str("the run was stopped (Ctrl-C)"),
+            Ended::ServerClosed {
+                connection,
+                answered,
+                last_line,
+                reset,
+            } => {
+                let verb = if *reset { "reset" } else { "closed" };
+                let noun = if *answered == 1 { "answer" } else { "answers" };
+                write!(
+                    f,
+                    "the server {verb} connection {connection} after {answered} {noun} on it"
+                )?;
+                match last_line {
+                    // `escape_debug` keeps the promise of one line whatever the server sent.
+                    Some(line) => write!(f, ": {}", line.escape_debug()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
 
 /// One line of progress of the fast client, once a second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,6 +122,8 @@ pub struct FastReport {
     /// How long each answered request waited, from the write of its batch to the read that
     /// completed it.
     pub latency: Latency,
+    /// Why the run ended.
+    pub ended: Ended,
 }
 
 impl FastReport {
@@ -81,7 +151,38 @@ impl fmt::Display for FastReport {
             Some(percentiles) => writeln!(f, "latency: {percentiles}")?,
             None => writeln!(f, "latency: no answers")?,
         }
-        write_starved(f, self.starved(), self.per_connection.len())
+        write_starved(f, self.starved(), self.per_connection.len())?;
+        write_server_ended(f, &self.ended)
+    }
+}
+
+/// What one read brought the fast client: the answers to one batch, or part of it (one
+/// answer at depth 1). Reported only when asked for ([`run_fast_with_answers`]), for paced
+/// runs that are slow enough to follow one answer at a time.
+///
+/// [`run_fast_with_answers`]: crate::fast::run_fast_with_answers
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastAnswer {
+    /// Which connection, counted from 1.
+    pub connection: usize,
+    /// The `n` asked for.
+    pub n: u32,
+    /// `fib(n)`, as the server answered (and the client checked).
+    pub value: u64,
+    /// How many answers arrived together in this read.
+    pub answers: u64,
+    /// From the write of their batch to this read.
+    pub latency: Duration,
+}
+
+impl fmt::Display for FastAnswer {
+    /// `fib(1) = 1 in 48 µs`, and `(16 answers)` when a read brought several.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fib({}) = {}", self.n, self.value)?;
+        if self.answers > 1 {
+            write!(f, " ({} answers)", self.answers)?;
+        }
+        write!(f, " in {}", Micros::of(self.latency))
     }
 }
 
@@ -122,6 +223,8 @@ pub struct SlowReport {
     pub times: Vec<Duration>,
     /// Answers received on each connection, in connection order.
     pub per_connection: Vec<u64>,
+    /// Why the run ended.
+    pub ended: Ended,
 }
 
 impl SlowReport {
@@ -161,8 +264,18 @@ impl fmt::Display for SlowReport {
             )?,
             _ => writeln!(f, "no answers for fib({}) in {elapsed:.2} s", self.n)?,
         }
-        write_starved(f, self.starved(), self.per_connection.len())
+        write_starved(f, self.starved(), self.per_connection.len())?;
+        write_server_ended(f, &self.ended)
     }
+}
+
+/// A last line saying why when the server ended the run; nothing when the run ended as asked
+/// (the summary's time and count say that already).
+fn write_server_ended(f: &mut fmt::Formatter<'_>, ended: &Ended) -> fmt::Result {
+    if ended.by_server() {
+        write!(f, "\n{ended}")?;
+    }
+    Ok(())
 }
 
 fn write_starved(f: &mut fmt::Formatter<'_>, starved: usize, conns: usize) -> fmt::Result {
@@ -233,6 +346,7 @@ mod tests {
             answered,
             per_connection,
             latency,
+            ended: Ended::Deadline,
         }
     }
 
@@ -294,6 +408,7 @@ mod tests {
             elapsed: Duration::from_millis(1300),
             times: vec![Duration::from_millis(400), Duration::from_millis(500)],
             per_connection: vec![1, 1],
+            ended: Ended::Count,
         };
         assert_eq!(report.mean(), Some(Duration::from_millis(450)));
         assert_eq!(report.max(), Some(Duration::from_millis(500)));
@@ -311,11 +426,93 @@ mod tests {
             elapsed: Duration::from_secs(1),
             times: Vec::new(),
             per_connection: vec![0],
+            ended: Ended::Stopped,
         };
         assert_eq!((report.mean(), report.max()), (None, None));
         assert_eq!(
             report.to_string(),
             "no answers for fib(40) in 1.00 s\nstarved: 1 of 1 connection got no answer"
         );
+    }
+
+    #[test]
+    fn a_summary_says_when_the_server_ended_the_run() {
+        let report = FastReport {
+            ended: Ended::ServerClosed {
+                connection: 3,
+                answered: 1234,
+                last_line: Some("error: idle timeout".into()),
+                reset: false,
+            },
+            ..fast_report(vec![1234, 0, 1234])
+        };
+        assert!(
+            report.to_string().ends_with(
+                "starved: 1 of 3 connections got no answer\n\
+                 the server closed connection 3 after 1234 answers on it: error: idle timeout"
+            ),
+            "{report}"
+        );
+        let slow = SlowReport {
+            n: 40,
+            elapsed: Duration::from_secs(1),
+            times: vec![Duration::from_millis(400)],
+            per_connection: vec![1],
+            ended: Ended::ServerClosed {
+                connection: 1,
+                answered: 1,
+                last_line: None,
+                reset: true,
+            },
+        };
+        assert!(
+            slow.to_string()
+                .ends_with("\nthe server reset connection 1 after 1 answer on it"),
+            "{slow}"
+        );
+    }
+
+    #[test]
+    fn a_run_that_ended_as_asked_prints_no_extra_line() {
+        for ended in [Ended::Deadline, Ended::Count, Ended::Stopped] {
+            assert!(!ended.by_server());
+            let report = FastReport {
+                ended,
+                ..fast_report(vec![1])
+            };
+            assert_eq!(report.to_string().lines().count(), 3, "{report}");
+        }
+    }
+
+    #[test]
+    fn a_servers_last_line_stays_on_one_line() {
+        let ended = Ended::ServerClosed {
+            connection: 1,
+            answered: 0,
+            last_line: Some("error: two\nlines".into()),
+            reset: false,
+        };
+        assert_eq!(
+            ended.to_string(),
+            "the server closed connection 1 after 0 answers on it: error: two\\nlines"
+        );
+    }
+
+    #[test]
+    fn a_paced_answer_prints_its_latency() {
+        let answer = FastAnswer {
+            connection: 1,
+            n: 1,
+            value: 1,
+            answers: 1,
+            latency: Duration::from_micros(48),
+        };
+        assert_eq!(answer.to_string(), "fib(1) = 1 in 48 µs");
+        let batch = FastAnswer {
+            answers: 16,
+            latency: Duration::from_micros(12_540),
+            ..answer
+        };
+        assert_eq!(batch.to_string(), "fib(1) = 1 (16 answers) in 12.5 ms");
     }
 }

@@ -16,6 +16,9 @@
 //! thread per connection. The threads sleep in `read` while the server computes. A read
 //! timeout wakes them regularly to look at the stop flag and the deadline, so a run against
 //! a server that never answers still ends on time.
+//!
+//! **How a run ends:** as the fast client's does ([`Ended`]): at `--secs` or `--count`, on
+//! Ctrl-C, or when the server closes a connection, which stops the other clients too.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,10 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::answers::AnswerChecker;
-use crate::connect::connect;
-use crate::error::ClientError;
-use crate::report::{SlowAnswer, SlowReport};
+use crate::answers::{AnswerChecker, last_words};
+use crate::connect::{connect, ensure_file_limit};
+use crate::error::{ClientError, closed_by_peer};
+use crate::fast::connection::LAST_WORDS_PATIENCE;
+use crate::report::{Ended, SlowAnswer, SlowReport};
 use crate::request::Request;
 
 /// How long a blocked read or write waits before looking at the stop flag and the deadline.
@@ -62,14 +66,16 @@ impl Default for SlowConfig {
     }
 }
 
-/// Runs a slow load until `config.duration` or `config.count` is reached, or `stop` is set.
+/// Runs a slow load until `config.duration` or `config.count` is reached, `stop` is set, or
+/// the server closes a connection; the report's [`ended`](SlowReport::ended) says which.
 ///
 /// `on_answer` is called, from the connection's thread, for every answer as it arrives.
 ///
 /// # Errors
 ///
-/// As for [`run_fast`](crate::run_fast): an invalid configuration, a failed connect, or a
-/// server that misbehaves. The first error on any connection stops the others.
+/// As for [`run_fast`](crate::run_fast): an invalid configuration, too low an open-file
+/// limit, a failed connect, or a server that misbehaves. The first error on any connection
+/// stops the others.
 pub fn run_slow(
     config: &SlowConfig,
     stop: &AtomicBool,
@@ -81,6 +87,7 @@ pub fn run_slow(
         ));
     }
     let request = Request::new(config.n)?;
+    ensure_file_limit(config.conns)?;
     // Connect every client before starting any, so that a server which is not there is one
     // clear error rather than a race between threads.
     let streams = (0..config.conns)
@@ -94,6 +101,7 @@ pub fn run_slow(
         unsent: config.count.map(AtomicU64::new),
         stop,
         failed: AtomicBool::new(false),
+        server_closed: Mutex::new(None),
         times: Mutex::new(Vec::new()),
         on_answer,
     };
@@ -118,18 +126,30 @@ pub fn run_slow(
     let end = Instant::now();
 
     let per_connection = results.into_iter().collect::<Result<Vec<u64>, _>>()?;
-    // The threads have ended, so nobody else holds the lock; a poisoned lock would mean a
-    // thread panicked while pushing, and that panic was resumed above.
-    let times = run
-        .times
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let ended = match into_inner(run.server_closed) {
+        Some(closed) => closed,
+        None if stop.load(Ordering::Relaxed) => Ended::Stopped,
+        None if run.deadline.is_some_and(|deadline| end >= deadline) => Ended::Deadline,
+        // No thread stops for another reason: the server did not close, nobody asked to
+        // stop, and the time was not up, so the count ran out.
+        None => Ended::Count,
+    };
     Ok(SlowReport {
         n: config.n,
         elapsed: end - start,
-        times,
+        times: into_inner(run.times),
         per_connection,
+        ended,
     })
+}
+
+/// What a mutex held once the threads have ended. Nobody else holds the lock then; a
+/// poisoned lock would mean a thread panicked while holding it, and that panic was resumed
+/// already.
+fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Connects one slow client: blocking, with timeouts so that no call waits for long.
@@ -152,6 +172,9 @@ struct SlowRun<'a> {
     stop: &'a AtomicBool,
     /// Set by the first thread that fails, so that the others stop too.
     failed: AtomicBool,
+    /// How the server ended the run, set by the first thread that saw it close its
+    /// connection; the others then stop too.
+    server_closed: Mutex<Option<Ended>>,
     times: Mutex<Vec<Duration>>,
     on_answer: &'a (dyn Fn(&SlowAnswer) + Sync),
 }
@@ -160,6 +183,20 @@ struct SlowRun<'a> {
 enum Wait<T> {
     Done(T),
     Stopped,
+}
+
+/// How waiting for an answer ended.
+enum Received {
+    /// The answer arrived, then.
+    Answer(Instant),
+    /// The run is over (deadline, Ctrl-C, another connection ended it).
+    Stopped,
+    /// The server closed the connection, maybe right after the answer (when it arrived).
+    Closed {
+        answer: Option<Instant>,
+        last_line: Option<String>,
+        reset: bool,
+    },
 }
 
 impl SlowRun<'_> {
@@ -177,14 +214,20 @@ impl SlowRun<'_> {
         let mut answered = 0;
         while !self.should_stop() && self.take_request() {
             let sent_at = Instant::now();
-            let io_error = |error| ClientError::from_io(error, connection, answered);
-            if let Wait::Stopped = self.send(&mut stream).map_err(io_error)? {
-                break;
+            match self.send(&mut stream) {
+                Ok(Wait::Done(())) => {}
+                Ok(Wait::Stopped) => break,
+                // The server has closed the connection: reading tells how (its last line,
+                // an end of stream, a reset).
+                Err(error) if closed_by_peer(&error) => {}
+                Err(error) => return Err(ClientError::io(error, connection)),
             }
-            match self.receive(&mut stream, &mut checker, connection, answered)? {
-                Wait::Stopped => break,
-                Wait::Done(()) => {}
-            }
+            let received = self.receive(&mut stream, &mut checker, connection)?;
+            let answer_at = match &received {
+                Received::Stopped => break,
+                Received::Answer(at) => Some(*at),
+                Received::Closed { answer, .. } => *answer,
+            };
             // An answer that arrives after the run has ended is not counted, like a request
             // still in flight: the run measures what the server did in its time. (A server
             // that serves one connection at a time answers a waiting client the moment the
@@ -192,20 +235,46 @@ impl SlowRun<'_> {
             if self.past_deadline() {
                 break;
             }
-            let time = sent_at.elapsed();
-            answered += 1;
-            (self.on_answer)(&SlowAnswer {
-                connection,
-                n: self.request.n(),
-                value: self.request.value(),
-                time,
-            });
-            self.times
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(time);
+            if let Some(at) = answer_at {
+                answered += 1;
+                self.record(connection, at - sent_at);
+            }
+            if let Received::Closed {
+                last_line, reset, ..
+            } = received
+            {
+                self.server_ended(Ended::ServerClosed {
+                    connection,
+                    answered,
+                    last_line,
+                    reset,
+                });
+                break;
+            }
         }
         Ok(answered)
+    }
+
+    /// Reports and keeps one answer's time.
+    fn record(&self, connection: usize, time: Duration) {
+        (self.on_answer)(&SlowAnswer {
+            connection,
+            n: self.request.n(),
+            value: self.request.value(),
+            time,
+        });
+        self.times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(time);
+    }
+
+    /// Records how the server ended the run, unless another connection saw it first.
+    fn server_ended(&self, ended: Ended) {
+        self.server_closed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_or_insert(ended);
     }
 
     /// Writes the request line, in pieces if the socket takes only part of it.
@@ -213,7 +282,7 @@ impl SlowRun<'_> {
         let mut line = self.request.line();
         while !line.is_empty() {
             match stream.write(line) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(io::ErrorKind::BrokenPipe.into()),
                 Ok(written) => line = &line[written..],
                 Err(error) if is_timeout(&error) => {
                     if self.should_stop() {
@@ -227,46 +296,78 @@ impl SlowRun<'_> {
         Ok(Wait::Done(()))
     }
 
-    /// Reads until one complete answer has arrived and checked out.
+    /// Reads until one complete answer has arrived and checked out, or the server closes.
+    ///
+    /// An `error: ` line instead of the answer may be the server's last words
+    /// (`error: idle timeout`, then the end of the stream) or its answer to the request
+    /// (`error: n must be at most 45`, and the connection stays open): it waits up to
+    /// [`LAST_WORDS_PATIENCE`] for the end of the stream to tell them apart.
     fn receive(
         &self,
         stream: &mut TcpStream,
         checker: &mut AnswerChecker,
         connection: usize,
-        answered: u64,
-    ) -> Result<Wait<()>, ClientError> {
+    ) -> Result<Received, ClientError> {
         let expected = self.request.answer();
-        let bad_answer = |line: Vec<u8>| {
-            ClientError::from_bad_answer(self.request.n(), self.request.value(), &line)
+        let bad_answer = |line: &[u8]| {
+            ClientError::from_bad_answer(self.request.n(), self.request.value(), line)
+        };
+        let closed = |answer, error_line, checker: &mut AnswerChecker, reset| {
+            let last_line = last_words(error_line, checker).map_err(|line| bad_answer(&line))?;
+            Ok(Received::Closed {
+                answer,
+                last_line,
+                reset,
+            })
         };
         // An answer is at most 21 bytes, and one request is in flight, so a read never
-        // brings more than one.
+        // brings more than one (and maybe the server's last words after it).
         let mut buffer = [0u8; 64];
+        let mut answer = None;
+        let mut error_line: Option<(Vec<u8>, Instant)> = None;
         loop {
             match stream.read(&mut buffer) {
-                Ok(0) => {
-                    return Err(match checker.unfinished_bad_line() {
-                        Some(line) => bad_answer(line),
-                        None => ClientError::Closed {
-                            connection,
-                            answered,
-                        },
-                    });
-                }
-                Ok(received) => match checker.feed(expected, &buffer[..received]) {
-                    Ok(0) => {}
-                    Ok(1) => return Ok(Wait::Done(())),
-                    Ok(_) => return Err(ClientError::ExtraAnswer { connection }),
-                    Err(line) => return Err(bad_answer(line)),
-                },
-                // The server is still computing: a chance to notice the end of the run.
-                Err(error) if is_timeout(&error) => {
-                    if self.should_stop() {
-                        return Ok(Wait::Stopped);
+                Ok(0) => return closed(answer, error_line.map(|(line, _)| line), checker, false),
+                Ok(received) => {
+                    if let Some((line, _)) = &error_line {
+                        // More came after the error line: it was not the server's last words.
+                        return Err(bad_answer(line));
+                    }
+                    match checker.feed(expected, &buffer[..received]) {
+                        Ok(0) => {}
+                        Ok(1) => return Ok(Received::Answer(Instant::now())),
+                        Ok(_) => return Err(ClientError::ExtraAnswer { connection }),
+                        Err(bad) => {
+                            if bad.answers > 1 {
+                                return Err(ClientError::ExtraAnswer { connection });
+                            }
+                            if bad.answers == 1 {
+                                answer = Some(Instant::now());
+                            }
+                            if !bad.is_error() || bad.trailing > 0 {
+                                return Err(bad_answer(&bad.line));
+                            }
+                            error_line = Some((bad.line, Instant::now()));
+                        }
                     }
                 }
+                Err(error) if is_timeout(&error) => match &error_line {
+                    // No end of stream after the error line: it answered the request.
+                    Some((line, since)) if since.elapsed() >= LAST_WORDS_PATIENCE => {
+                        return Err(bad_answer(line));
+                    }
+                    // Waiting for what follows the error line decides how the run ends,
+                    // within a moment: the stop flag can wait.
+                    Some(_) => {}
+                    // The server is still computing: a chance to notice the end of the run.
+                    None if self.should_stop() => return Ok(Received::Stopped),
+                    None => {}
+                },
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(ClientError::from_io(error, connection, answered)),
+                Err(error) if closed_by_peer(&error) => {
+                    return closed(answer, error_line.map(|(line, _)| line), checker, true);
+                }
+                Err(error) => return Err(ClientError::io(error, connection)),
             }
         }
     }
@@ -275,6 +376,11 @@ impl SlowRun<'_> {
         self.stop.load(Ordering::Relaxed)
             || self.failed.load(Ordering::Relaxed)
             || self.past_deadline()
+            || self
+                .server_closed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .is_some()
     }
 
     fn past_deadline(&self) -> bool {

@@ -43,7 +43,7 @@ impl Latency {
     /// The fast client reads the clock once per read, not once per answer, so all the
     /// answers that arrived in one read share one latency: that is when the client saw them.
     pub fn record(&mut self, latency: Duration, count: u64) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let Micros(micros) = Micros::of(latency);
         // Saturating: a latency beyond the bounds is recorded as the largest tracked value
         // rather than lost or turned into an error in the middle of a run.
         self.histogram.saturating_record_n(micros, count);
@@ -93,12 +93,48 @@ pub struct Percentiles {
 }
 
 impl fmt::Display for Percentiles {
+    /// `p50 48 µs, p99 12.5 ms, p99.9 301 ms, max 412 ms`: see [`Micros`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
-            self.p50, self.p99, self.p999, self.max
+            "p50 {}, p99 {}, p99.9 {}, max {}",
+            Micros(self.p50),
+            Micros(self.p99),
+            Micros(self.p999),
+            Micros(self.max)
         )
+    }
+}
+
+/// A latency in microseconds, printed for people to read at a glance.
+///
+/// Below 10 ms in whole microseconds (`48 µs`, `9500 µs`), where the fast client's latencies
+/// live and every digit means something; above, in milliseconds (`12.5 ms` below 100 ms,
+/// `301 ms` above), where a latency is one fib(40) or a queue behind one and the last digits
+/// of `301311 µs` are noise that makes the number hard to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Micros(pub u64);
+
+impl Micros {
+    /// `duration` in whole microseconds (saturating: no latency of the workbook comes near).
+    pub fn of(duration: Duration) -> Micros {
+        Micros(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+impl fmt::Display for Micros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0;
+        // Precision is lost only above 2^53 µs (285 years).
+        let millis = micros as f64 / 1000.0;
+        if micros < 10_000 {
+            write!(f, "{micros} µs")
+        } else if micros < 99_950 {
+            // 99.95 ms and up would round to "100.0 ms": those print as "100 ms" below.
+            write!(f, "{millis:.1} ms")
+        } else {
+            write!(f, "{millis:.0} ms")
+        }
     }
 }
 
@@ -141,16 +177,41 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_print_in_microseconds() {
+    fn percentiles_print_in_microseconds_below_ten_milliseconds() {
         let p = Percentiles {
             p50: 21,
             p99: 80,
             p999: 1500,
-            max: 9000,
+            max: 9999,
         };
         assert_eq!(
             p.to_string(),
-            "p50 21 µs, p99 80 µs, p99.9 1500 µs, max 9000 µs"
+            "p50 21 µs, p99 80 µs, p99.9 1500 µs, max 9999 µs"
+        );
+    }
+
+    #[test]
+    fn percentiles_print_in_milliseconds_above() {
+        let p = Percentiles {
+            p50: 301_311,
+            p99: 12_549,
+            p999: 10_000,
+            max: 99_949,
+        };
+        assert_eq!(
+            p.to_string(),
+            "p50 301 ms, p99 12.5 ms, p99.9 10.0 ms, max 99.9 ms"
+        );
+    }
+
+    #[test]
+    fn a_latency_that_would_round_to_100_ms_prints_without_a_decimal() {
+        assert_eq!(Micros(99_950).to_string(), "100 ms");
+        assert_eq!(Micros(100_000).to_string(), "100 ms");
+        assert_eq!(Micros(60_000_000).to_string(), "60000 ms");
+        assert_eq!(
+            Micros::of(Duration::from_nanos(48_900)).to_string(),
+            "48 µs"
         );
     }
 }

@@ -1,4 +1,5 @@
 //! The `fast` and `slow` programs as a user runs them: output, exit code, one-line errors.
+//! (`talk` has its own file.)
 
 mod common;
 
@@ -84,8 +85,127 @@ fn slow_prints_each_answer_and_a_summary() {
 }
 
 #[test]
+fn a_host_name_is_resolved() {
+    let addr = common::start_step02();
+    let output = Command::new(env!("CARGO_BIN_EXE_fast"))
+        .args(["--addr", &format!("localhost:{}", addr.port())])
+        .args(["--count", "5"])
+        .output()
+        .expect("the test can start the client it was built with");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!("to 127.0.0.1:{}", addr.port())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("answered 5 requests in "), "{stdout}");
+}
+
+#[test]
+fn a_host_name_that_does_not_resolve_is_refused_clearly() {
+    for program in ["fast", "slow"] {
+        let path = match program {
+            "fast" => env!("CARGO_BIN_EXE_fast"),
+            _ => env!("CARGO_BIN_EXE_slow"),
+        };
+        let output = Command::new(path)
+            .args(["--addr", "nosuchhost.invalid:25000"])
+            .output()
+            .expect("the test can start the client it was built with");
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("cannot resolve \"nosuchhost.invalid:25000\": "),
+            "{program}: {stderr}"
+        );
+    }
+}
+
+/// A server that times the client out: the summary as usual, then why the run ended, and
+/// success: it is a normal way for a run to end.
+#[test]
+fn the_summary_is_printed_when_the_server_ends_the_run() {
+    let addr = common::closing_after(3, b"error: idle timeout\n");
+    for (program, args, summary) in [
+        ("fast", ["--secs", "10"], "answered 3 requests in "),
+        ("slow", ["--n", "10"], "answered 3 requests for fib(10) in "),
+    ] {
+        let output = run(program, addr, &args);
+        assert!(
+            output.status.success(),
+            "{program}: {}",
+            text(&output.stderr)
+        );
+        let stdout = text(&output.stdout);
+        assert!(stdout.contains(summary), "{program}: {stdout}");
+        assert!(
+            stdout.ends_with(
+                "\nthe server closed connection 1 after 3 answers on it: error: idle timeout\n"
+            ),
+            "{program}: {stdout}"
+        );
+        assert_eq!(text(&output.stderr), "", "{program}");
+    }
+}
+
+#[test]
+fn a_paced_run_prints_each_answer_with_its_latency() {
+    let addr = common::start_step02();
+    let output = run("fast", addr, &["--rate", "20", "--count", "3"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let answers: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("fib(1) = 1 in "))
+        .collect();
+    assert_eq!(answers.len(), 3, "{stdout}");
+    assert!(
+        answers
+            .iter()
+            .all(|line| line.ends_with(" µs") || line.ends_with(" ms"))
+    );
+    assert!(
+        !stdout.contains(" req/s  "),
+        "no per-second lines: {stdout}"
+    );
+    assert!(stdout.contains("answered 3 requests in "), "{stdout}");
+}
+
+#[test]
+fn fast_idle_holds_the_connections_and_checks_them() {
+    let addr = common::start_step02();
+    let output = run("fast", addr, &["--idle", "--conns", "20", "--secs", "0.3"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("fast: holding 20 idle connections to "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("20 idle connections held for 0.3 s; 20 answered at the end"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn fast_idle_refuses_options_that_send_requests() {
+    let output = run("fast", common::closed_port(), &["--idle", "--depth", "4"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("cannot be used with"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
 fn help_explains_what_is_measured() {
-    for (program, words) in [("fast", "starved"), ("slow", "fib(40)")] {
+    for (program, words) in [
+        ("fast", "starved"),
+        ("fast", "--idle"),
+        ("fast", "--rate"),
+        ("slow", "fib(40)"),
+    ] {
         let output = run(program, common::closed_port(), &["--help"]);
         assert!(output.status.success());
         assert!(text(&output.stdout).contains(words), "{program} --help");

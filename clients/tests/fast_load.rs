@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use clients::{FastConfig, FastReport, SlowConfig, run_fast, run_slow};
+use clients::{
+    FastAnswer, FastConfig, FastReport, SlowConfig, run_fast, run_fast_with_answers, run_slow,
+};
 
 fn run(conns: usize, depth: usize, count: u64) -> FastReport {
     let config = FastConfig {
@@ -131,4 +133,77 @@ fn fast_and_slow_run_side_by_side_and_stop_together() {
     });
     fast.expect("step02 answers fast requests correctly");
     slow.expect("step02 answers slow requests correctly");
+}
+
+#[test]
+fn a_rate_spaces_the_requests_and_every_answer_is_reported() {
+    // 20 requests per second: a batch every 50 ms, so the third starts 100 ms or more after
+    // the first, however quick the server.
+    let config = FastConfig {
+        addr: common::start_step02(),
+        count: Some(3),
+        rate: Some(20.0),
+        ..FastConfig::default()
+    };
+    let mut answers: Vec<FastAnswer> = Vec::new();
+    let report = run_fast_with_answers(
+        &config,
+        &AtomicBool::new(false),
+        &mut |_| {},
+        Some(&mut |answer: &FastAnswer| answers.push(*answer)),
+    )
+    .expect("step02 answers correctly");
+    assert_complete(&report, 1, 3);
+    assert!(
+        report.elapsed >= Duration::from_millis(100),
+        "{:?}",
+        report.elapsed
+    );
+    assert_eq!(answers.len(), 3);
+    for answer in answers {
+        assert_eq!((answer.connection, answer.n, answer.value), (1, 1, 1));
+        assert_eq!(answer.answers, 1);
+    }
+}
+
+#[test]
+fn a_paced_pipeline_sends_whole_batches() {
+    // Depth 4 at 40 requests per second: a batch of 4 every 100 ms.
+    let config = FastConfig {
+        addr: common::start_step02(),
+        conns: 2,
+        depth: 4,
+        count: Some(16),
+        rate: Some(40.0),
+        ..FastConfig::default()
+    };
+    let report =
+        run_fast(&config, &AtomicBool::new(false), &mut |_| {}).expect("step02 answers correctly");
+    assert_complete(&report, 2, 16);
+    assert!(
+        report.elapsed >= Duration::from_millis(100),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+#[test]
+fn the_stop_flag_ends_a_paced_run_between_requests() {
+    // One request every 100 s: the run waits for the next one and must still stop on time.
+    let config = FastConfig {
+        addr: common::start_step02(),
+        rate: Some(0.01),
+        ..FastConfig::default()
+    };
+    let stop = AtomicBool::new(false);
+    let report = thread::scope(|scope| {
+        scope.spawn(|| {
+            thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+        });
+        run_fast(&config, &stop, &mut |_| {})
+    })
+    .expect("step02 answers correctly");
+    assert_eq!(report.answered, 1);
+    assert_eq!(report.ended, clients::Ended::Stopped);
 }

@@ -16,7 +16,9 @@ use clients::{SlowConfig, run_slow};
 ///
 /// Run it beside the fast client to see whether one client's CPU work stalls everybody
 /// else. At the end (--secs, --count or Ctrl-C) it prints the mean and the longest time per
-/// request and how many were answered.
+/// request and how many were answered. When the server closes a connection (it shuts down,
+/// or times out an idle client), the run ends there: the summary is printed, then which
+/// connection the server closed and its last line (e.g. `error: idle timeout`).
 #[derive(Parser, Debug)]
 #[command(
     name = "slow",

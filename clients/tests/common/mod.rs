@@ -3,8 +3,8 @@
 // Each test binary uses some of these helpers, not all.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
 use shared::Server as _;
@@ -68,6 +68,37 @@ pub fn lying_server(reply: &'static [u8]) -> SocketAddr {
                 }
             }
         }
+    })
+}
+
+/// A server that answers the first `answers` requests of each connection, then sends
+/// `last_words` (maybe nothing) at once and closes cleanly: what a client sees of a server
+/// that times it out (`error: idle timeout\n`) or shuts down after its last answers (`b""`).
+///
+/// The last words and the end of stream go out right after the last answer, so that they
+/// can reach the client together with it. After closing its side, the server reads (and
+/// drops) what the client still sends until the client leaves, so that the close is an end
+/// of stream and never a reset.
+pub fn closing_after(answers: usize, last_words: &'static [u8]) -> SocketAddr {
+    serve_each(move |stream| {
+        let mut writer = &stream;
+        let mut reader = BufReader::new(&stream);
+        let mut line = String::new();
+        for _ in 0..answers {
+            line.clear();
+            if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                return;
+            }
+            let n: u32 = line.trim().parse().expect("the clients send numbers");
+            let answer = format!("{}\n", shared::fib::fib(n));
+            if writer.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+        if writer.write_all(last_words).is_err() || stream.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let _ = io::copy(&mut reader, &mut io::sink());
     })
 }
 
