@@ -380,6 +380,7 @@ fn fast_load(step: &StepProcess, conns: usize, depth: usize, duration: Duration)
         n: 1,
         duration: Some(duration),
         count: None,
+        rate: None,
     };
     let cpu_before = step.cpu_time();
     let result = run_fast(&config, &AtomicBool::new(false), &mut |_| {});
@@ -387,6 +388,10 @@ fn fast_load(step: &StepProcess, conns: usize, depth: usize, duration: Duration)
         .zip(step.cpu_time())
         .map(|(before, after)| after.saturating_sub(before).as_secs_f64());
     match result {
+        // A server that closes a connection during a load (it should not) fails the load.
+        Ok(report) if report.ended.by_server() => {
+            FastRun::failed(conns, depth, report.ended.to_string())
+        }
         Ok(report) => FastRun::from_report(conns, &report, server_cpu_s),
         Err(error) => FastRun::failed(conns, depth, error.to_string()),
     }
@@ -401,6 +406,9 @@ fn slow_load(step: &StepProcess, conns: usize, n: u32, duration: Duration) -> Sl
         count: None,
     };
     match run_slow(&config, &AtomicBool::new(false), &|_| {}) {
+        Ok(report) if report.ended.by_server() => {
+            SlowRun::failed(conns, n, report.ended.to_string())
+        }
         Ok(report) => SlowRun::from_report(conns, &report),
         Err(error) => SlowRun::failed(conns, n, error.to_string()),
     }

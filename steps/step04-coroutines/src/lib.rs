@@ -22,6 +22,7 @@
 //! - [`net`]: `TcpListener` and `TcpStream` whose `accept`, `read` and `write_all` are
 //!   `async`: try the non-blocking call, on `WouldBlock` wait for the reactor, retry;
 //! - [`time`]: `sleep` and `timeout`, timers kept by the reactor;
+//! - [`stop`]: the shutdown signal tasks wait for, and racing futures;
 //! - this file: the server, an accept loop and a connection handler.
 //!
 //! Cooperative means cooperative: a task gives the thread back only at an `.await` that has
@@ -46,6 +47,15 @@
 //! every fast client stops. The fast client's requests per second collapse to the handful
 //! answered between two fib(40)s, and its latency jumps to the length of a fib(40).
 //!
+//! **Stopping work:** on readiness, cancelling is dropping a future. A connection waits for
+//! its next bytes, its idle deadline (`--idle-timeout`) and the server's shutdown at once
+//! ([`stop::race`]); when the deadline or the shutdown comes first, the read's future is
+//! dropped, and with it its waker at the reactor: the kernel never held anything of ours, so
+//! the socket is at once ours to write the last answers to and close. An idle client is told
+//! `error: idle timeout`; on Ctrl-C or SIGTERM the accept loop stops, every connection
+//! answers what it has received, shuts down its side and drains until the client closes,
+//! and the server exits when they are all done or `--grace` is over.
+//!
 //! **The limit:** CPU work blocks the single thread. A task gives the thread back only at an
 //! `.await` that waits, and `fib(40)` has no `.await` in it: while it runs, no other task
 //! runs and the reactor does not even look at the sockets. Cooperative scheduling needs every
@@ -56,25 +66,53 @@ pub mod executor;
 pub mod net;
 pub mod reactor;
 pub mod registration;
+pub mod stop;
 pub mod time;
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::time::Duration;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shared::cli::{Config, NoOptions};
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
-use shared::protocol::{self, Flow, LineBuffer};
+use shared::net::is_transient_accept_error;
+use shared::net::{self as shared_net, ACCEPT_BACKOFF, is_out_of_resources};
+use shared::protocol::{self, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer};
+use shared::shutdown::{self, Drain};
 
 use crate::net::{TcpListener, TcpStream};
+use crate::stop::{Connections, First, Stop, race};
 
-/// The step04 server: a listening socket and the protocol's `--max-n`.
+/// The step04 server: a listening socket and the options its connections are served with.
 #[derive(Debug)]
 pub struct Server {
     /// A plain std listener until `run`: the reactor belongs to the thread that runs, which
     /// need not be the thread that binds.
     listener: std::net::TcpListener,
-    max_n: u32,
+    settings: Settings,
+}
+
+/// What every connection is served with, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The step's name, for what it prints.
+    pub step: &'static str,
+    pub max_n: u32,
+    pub idle: Option<Duration>,
+    pub grace: Duration,
+}
+
+impl Settings {
+    /// The settings of `step` from its command line.
+    pub fn new(step: &'static str, config: &Config) -> Settings {
+        Settings {
+            step,
+            max_n: config.max_n,
+            idle: config.idle(),
+            grace: config.grace,
+        }
+    }
 }
 
 impl shared::Server for Server {
@@ -84,8 +122,8 @@ impl shared::Server for Server {
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         Ok(Server {
-            listener: std::net::TcpListener::bind(config.addr)?,
-            max_n: config.max_n,
+            listener: shared_net::listen(config.addr)?,
+            settings: Settings::new("step04", config),
         })
     }
 
@@ -96,22 +134,92 @@ impl shared::Server for Server {
     }
 
     fn run(self) -> io::Result<()> {
+        let max_n = self.settings.max_n;
         // The outer `?`: the executor could not start or its reactor failed. The inner
         // result, returned as is: the accept loop's.
-        executor::block_on(accept_loop(self.listener, self.max_n))?
+        executor::block_on(serve(
+            self.listener,
+            self.settings,
+            Rc::new(Inline { max_n }),
+        ))?
     }
 }
 
-/// Accepts connections and spawns a task for each: step02's loop, with a task where step02
-/// had a thread.
-async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<()> {
+// ANCHOR: answer
+/// How a step answers one request. step04 computes fib right where it reads ([`Inline`]);
+/// step05 sends the large ones to a pool of threads, which is the whole of its difference.
+// One thread runs every task here, so the futures of `answer` need not be `Send`, which is
+// what the lint warns about.
+#[allow(async_fn_in_trait)]
+pub trait Answer {
+    /// Answers `frame` into `out`; says whether the connection goes on.
+    ///
+    /// # Errors
+    ///
+    /// When the answer could not be computed (step05: the pool failed).
+    async fn answer(&self, frame: Frame<'_>, out: &mut Vec<u8>) -> io::Result<Flow>;
+}
+
+/// step04's answer: fib computed on the loop's one thread, however long it takes.
+#[derive(Debug)]
+pub struct Inline {
+    pub max_n: u32,
+}
+
+impl Answer for Inline {
+    async fn answer(&self, frame: Frame<'_>, out: &mut Vec<u8>) -> io::Result<Flow> {
+        // No `.await` in here: the fib of every line runs to its end on the one thread
+        // (see "the limit").
+        Ok(protocol::answer(frame, self.max_n, out))
+    }
+}
+// ANCHOR_END: answer
+
+// ANCHOR: accept_loop
+/// Accepts connections and spawns a task for each (step02's loop, with a task where step02
+/// had a thread) until Ctrl-C or SIGTERM; then waits for the connections to finish, for
+/// `--grace` at most.
+///
+/// # Errors
+///
+/// When the listener breaks.
+pub async fn serve<A: Answer + 'static>(
+    listener: std::net::TcpListener,
+    settings: Settings,
+    answerer: Rc<A>,
+) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
+    let stop = Stop::new(settings.grace);
+    shutdown::on_signal({
+        let stop = Arc::clone(&stop);
+        move || stop.set()
+    });
+    let connections = Rc::new(Connections::default());
+    let mut stopped = std::pin::pin!(stop.wait());
     loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => executor::spawn(async move {
-                // Whatever goes wrong on a connection (reset, garbage) ends its task only.
-                let _ = serve_connection(stream, max_n).await;
-            }),
+        let accepted = match race(
+            listener.accept(),
+            stopped.as_mut(),
+            std::future::pending::<()>(),
+        )
+        .await
+        {
+            First::A(accepted) => accepted,
+            // Stop accepting: the pending accept was dropped, which is all it takes.
+            _ => break,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let (open, stop, answerer) =
+                    (connections.enter(), Arc::clone(&stop), Rc::clone(&answerer));
+                executor::spawn(async move {
+                    if let Err(error) = serve_connection(stream, settings, &*answerer, &stop).await
+                    {
+                        shared_net::report_connection_error(settings.step, &error);
+                    }
+                    drop(open);
+                });
+            }
             // The listener stays readable while connections wait in the backlog, so
             // retrying at once would spin. Sleep as a task: the other connections are
             // served meanwhile, and one of them closing frees a descriptor.
@@ -120,7 +228,21 @@ async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<
             Err(error) => return Err(error),
         }
     }
+    // The listener closes here: new clients are refused.
+    drop(listener);
+    let drain = Drain::begin(settings.step, connections.open(), settings.grace);
+    let _ = time::timeout(
+        stop.deadline().saturating_duration_since(Instant::now()),
+        connections.all_closed(),
+    )
+    .await;
+    let mut drain = drain;
+    drain.closed = connections.closed();
+    // The connections still open are cut: `block_on` drops their tasks when this returns.
+    drain.finish(settings.step, connections.open());
+    Ok(())
 }
+// ANCHOR_END: accept_loop
 
 // ANCHOR: serve_connection
 /// Serves one connection until the client closes it: read what has arrived, answer every
@@ -129,13 +251,37 @@ async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<
 ///
 /// # Errors
 ///
-/// When reading or writing the socket fails (the client reset the connection). The caller
-/// ignores it: a client leaving rudely is nothing the server must report.
-pub async fn serve_connection(stream: TcpStream, max_n: u32) -> io::Result<()> {
+/// When reading or writing the socket fails (the client reset the connection, which the
+/// caller does not report: a client leaving rudely is nothing the server must report).
+pub async fn serve_connection(
+    stream: TcpStream,
+    settings: Settings,
+    answerer: &impl Answer,
+    stop: &Arc<Stop>,
+) -> io::Result<()> {
     let mut lines = LineBuffer::new();
     let mut answers = Vec::new();
+    // Idle from when its answers are written until its next complete line.
+    let mut idle_since = Instant::now();
+    // One wait for the shutdown, for the whole connection: it registers its waker once.
+    let mut stopped = std::pin::pin!(stop.wait());
     loop {
-        let received = stream.read(lines.spare()).await?;
+        let deadline = settings.idle.map(|idle| idle_since + idle);
+        let received = match race(
+            stream.read(lines.spare()),
+            stopped.as_mut(),
+            time::sleep_until(deadline),
+        )
+        .await
+        {
+            First::A(received) => received?,
+            First::B(()) => return finish(&stream, &mut lines, answerer, stop).await,
+            First::C(()) => {
+                stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
+                close_after_error(&stream).await;
+                return Ok(());
+            }
+        };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes
             // after the last `\n` are ignored, as the protocol says.
@@ -143,11 +289,12 @@ pub async fn serve_connection(stream: TcpStream, max_n: u32) -> io::Result<()> {
         }
         lines.filled(received);
 
-        // Answer every complete line of this read with one write. This loop never awaits:
-        // the fib of every line is computed right here, on the one thread (see "the limit").
+        // Answer every complete line of this read with one write.
         let mut flow = Flow::Continue;
+        let mut answered = false;
         while let Some(frame) = lines.next_frame() {
-            flow = protocol::answer(frame, max_n, &mut answers);
+            answered = true;
+            flow = answerer.answer(frame, &mut answers).await?;
             if flow == Flow::Close {
                 break;
             }
@@ -158,6 +305,9 @@ pub async fn serve_connection(stream: TcpStream, max_n: u32) -> io::Result<()> {
             close_after_error(&stream).await;
             return Ok(());
         }
+        if answered {
+            idle_since = Instant::now();
+        }
         // Let the other tasks have a turn before reading again. An `.await` steps aside only
         // when it has to wait, and a client that asks again the moment it has its answer
         // (the slow client) may always have its next request waiting: without this, its
@@ -167,10 +317,44 @@ pub async fn serve_connection(stream: TcpStream, max_n: u32) -> io::Result<()> {
 }
 // ANCHOR_END: serve_connection
 
-/// How long a connection being closed after `error: line too long` may take to stop sending.
+// ANCHOR: finish
+/// The server is shutting down: answer what this connection has received (the complete
+/// lines are all answered already; one more read, without waiting, brings what the kernel
+/// holds), write it, then close cleanly, draining until the client closes or the grace
+/// period is over.
+async fn finish(
+    stream: &TcpStream,
+    lines: &mut LineBuffer,
+    answerer: &impl Answer,
+    stop: &Stop,
+) -> io::Result<()> {
+    if let Some(received) = stream.try_read(lines.spare())? {
+        lines.filled(received);
+    }
+    let mut answers = Vec::new();
+    while let Some(frame) = lines.next_frame() {
+        if answerer.answer(frame, &mut answers).await? == Flow::Close {
+            break;
+        }
+    }
+    stream.write_all(&answers).await?;
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut sink = vec![0u8; 4096];
+    let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
+    let _ = time::timeout(
+        stop.deadline().saturating_duration_since(Instant::now()),
+        drain,
+    )
+    .await;
+    Ok(())
+}
+// ANCHOR_END: finish
+
+/// How long a connection being closed after an error may take to stop sending.
 pub const DRAIN_TIME: Duration = Duration::from_millis(100);
 
-/// Closes a connection after `error: line too long` so that the client reads the error.
+/// Closes a connection after an error answer (`line too long`, `idle timeout`) so that the
+/// client reads it.
 ///
 /// Closing a socket with unread input makes the kernel send a reset instead of a normal
 /// close, and a reset can destroy the answer before the client has read it. So: end our side
@@ -191,15 +375,4 @@ pub async fn close_after_error(stream: &TcpStream) {
         }
     };
     let _ = time::timeout(DRAIN_TIME, drain).await;
-}
-
-/// Whether accepting failed for lack of a resource that closing connections gives back:
-/// file descriptors (EMFILE, ENFILE), or kernel memory to register one more socket with the
-/// poller (ENOMEM, or ENOSPC for the per-user limit of epoll registrations).
-pub fn is_out_of_resources(error: &io::Error) -> bool {
-    is_out_of_fds(error)
-        || matches!(
-            error.kind(),
-            io::ErrorKind::OutOfMemory | io::ErrorKind::StorageFull
-        )
 }

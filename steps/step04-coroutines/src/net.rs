@@ -99,6 +99,19 @@ impl TcpStream {
             .await
     }
 
+    /// Reads what has arrived into `buf` without waiting: `Ok(None)` when nothing has.
+    ///
+    /// # Errors
+    ///
+    /// As `read(2)`.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.inner.get_ref().read(buf) {
+            Ok(received) => Ok(Some(received)),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Writes some of `buf`, waiting until the socket has room for at least a byte.
     ///
     /// # Errors

@@ -1,8 +1,8 @@
 //! Waiting for time to pass without blocking the thread: [`sleep`] and [`timeout`].
 //!
-//! The server needs them twice: to pause accepting when file descriptors run out (without a
-//! timer it would retry `accept` in a tight loop at 100% CPU), and to bound how long it
-//! drains a client it is closing on. A timer is one more thing the reactor waits for: it
+//! The server needs them to pause accepting when file descriptors run out (without a timer it
+//! would retry `accept` in a tight loop at 100% CPU), to bound how long it drains a client it
+//! is closing on, and for the idle timeout of every connection. A timer is one more thing the reactor waits for: it
 //! never sleeps past the nearest deadline, then wakes the tasks whose time has come.
 
 use std::future::{Future, poll_fn};
@@ -19,8 +19,18 @@ use crate::reactor::Reactor;
 ///
 /// When polled outside [`block_on`](crate::executor::block_on).
 pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(Some(Instant::now() + duration))
+}
+
+/// Completes at `deadline`, letting other tasks run meanwhile; never, when there is no
+/// deadline (a connection without an idle timeout).
+///
+/// # Panics
+///
+/// When polled outside [`block_on`](crate::executor::block_on).
+pub fn sleep_until(deadline: Option<Instant>) -> Sleep {
     Sleep {
-        deadline: Instant::now() + duration,
+        deadline,
         timer: None,
         reactor: None,
     }
@@ -47,7 +57,7 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Outp
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
-    deadline: Instant,
+    deadline: Option<Instant>,
     /// The reactor's key for our timer, once it has one.
     timer: Option<(Instant, usize)>,
     reactor: Option<Rc<Reactor>>,
@@ -57,8 +67,11 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.deadline else {
+            return Poll::Pending; // no deadline: never, and no timer to keep
+        };
         // Trust the clock, not the wakeup: being polled says only "look again".
-        if Instant::now() >= self.deadline {
+        if Instant::now() >= deadline {
             self.cancel();
             return Poll::Ready(());
         }
@@ -70,7 +83,7 @@ impl Future for Sleep {
             // First poll: leave a timer with the reactor. It fires at or after the deadline
             // (it compares against a later clock reading than ours), so the next poll that
             // it causes finds the deadline passed.
-            None => self.timer = Some(reactor.add_timer(self.deadline, cx.waker().clone())),
+            None => self.timer = Some(reactor.add_timer(deadline, cx.waker().clone())),
         }
         Poll::Pending
     }

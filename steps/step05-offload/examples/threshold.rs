@@ -2,7 +2,7 @@
 //!
 //! Prints the time of fib(n) computed inline, next to the round trip of a job through the
 //! pool (send it to a worker, compute, wake the task back on the loop), measured the way the
-//! server uses it: awaited from a task of step04's executor. `OFFLOAD_FROM_N` in `lib.rs` is
+//! server uses it: awaited from a task of step04's executor. `shared::fib::OFFLOAD_FROM_N` is
 //! the smallest n whose fib takes longer than the round trip of an empty job.
 
 use std::hint::black_box;
@@ -20,14 +20,18 @@ fn median(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
 }
 
 fn main() -> std::io::Result<()> {
-    let pool = Pool::sized_to_cores()?;
+    // One job at a time: a queue of one is plenty.
+    let pool = Pool::sized_to_cores(|_| 1)?;
     println!("pool of {} threads", pool.threads());
 
     let hop = block_on(async {
         let mut times = Vec::new();
         for _ in 0..20_000 {
             let start = Instant::now();
-            pool.run(|| ()).await.expect("an empty job cannot panic");
+            pool.run(|| ())
+                .expect("one job at a time never finds the queue full")
+                .await
+                .expect("an empty job cannot panic");
             times.push(start.elapsed());
         }
         times.sort();
@@ -50,7 +54,10 @@ fn main() -> std::io::Result<()> {
             let mut times = Vec::new();
             for _ in 0..runs {
                 let start = Instant::now();
-                let value = pool.run(move || fib(black_box(n))).await;
+                let value = pool
+                    .run(move || fib(black_box(n)))
+                    .expect("one job at a time never finds the queue full")
+                    .await;
                 black_box(value.expect("fib cannot panic"));
                 times.push(start.elapsed());
             }

@@ -15,8 +15,11 @@
 //! - [`offload`]: the future an answer comes back through, a slot and a waker shared with the
 //!   worker (a oneshot channel), and the reason step04's wakers are `Send + Sync` and
 //!   interrupt the reactor's wait;
-//! - this file: the server, with step04's accept loop and handler, and an [`answer`] that
-//!   decides where each fib runs (`diff` it against step04's `lib.rs`).
+//! - this file: the server on step04's accept loop and connection handler (`step04::serve`),
+//!   with an [`Offloaded`] answer that decides where each fib runs: step04's [`Inline`]
+//!   answer is the one thing this step replaces.
+//!
+//! [`Inline`]: step04::Inline
 //!
 //! **Which requests go to the pool, and why not all of them:** the hop to a worker and back
 //! is not free. The job is queued and a sleeping worker woken (a futex call; the scheduler
@@ -28,6 +31,13 @@
 //! [`OFFLOAD_FROM_N`] on, fib is offloaded. The measurement behind that number is in its
 //! comment, and `cargo run --release -p step05 --example threshold` measures it on your
 //! machine.
+//!
+//! **Shedding load:** the pool's queue is bounded (`--queue N`, by default 4 jobs per pool
+//! thread). A CPU-heavy request that finds it full is answered `error: busy` at once, and the
+//! connection goes on: better a quick refusal than an answer minutes late, behind everyone
+//! else's fib(45). The idle timeout and the graceful shutdown are step04's, unchanged: a
+//! connection waiting for the pool is not reading, so not idle, and a shutdown lets it
+//! finish.
 //!
 //! **Run it** (three terminals):
 //!
@@ -62,34 +72,17 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use shared::cli::{Config, NoOptions};
-use shared::fib::fib;
-use shared::net::{ACCEPT_BACKOFF, is_transient_accept_error};
-use shared::protocol::{Flow, Frame, LineBuffer, ProtocolError, parse_request};
-use shared::protocol::{write_answer, write_error};
-use step04::net::{TcpListener, TcpStream};
-use step04::{close_after_error, executor, is_out_of_resources, time};
+use shared::fib::{OFFLOAD_FROM_N, fib};
+use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, Request, write_answer};
+use step04::{Answer, Settings, executor};
 
-use crate::pool::Pool;
+use crate::pool::{Busy, Pool};
 
-// ANCHOR: threshold
-/// fib(n) for `n` at least this is computed on the pool, below it on the loop's thread.
-///
-/// Measured with `cargo run --release -p step05 --example threshold` on the machine this
-/// workbook was written on (2 cores, other work running beside it): the round trip of an
-/// empty job through the pool, awaited from a task, took 16 µs (median of 20,000). fib(19)
-/// took 12 µs inline, fib(20) 19 µs, fib(21) 31 µs, fib(25) 0.2 ms. So 20 is the first n
-/// whose fib costs more than the hop: offloaded, it waits at most about twice as long as
-/// inline, and from there on the stall that inline would cause the loop grows 1.6x per n
-/// while the hop stays the same. Other machines give other numbers (a 5 µs hop would put
-/// the crossover at 17 or 18); the example prints yours.
-pub const OFFLOAD_FROM_N: u32 = 20;
-// ANCHOR_END: threshold
-
-/// The step05 server: a listening socket, the protocol's `--max-n` and the pool.
+/// The step05 server: a listening socket, the options of its connections, and the pool.
 #[derive(Debug)]
 pub struct Server {
     listener: std::net::TcpListener,
-    max_n: u32,
+    settings: Settings,
     pool: Pool,
 }
 
@@ -97,12 +90,13 @@ impl shared::Server for Server {
     type Options = NoOptions;
     const ABOUT: &'static str = "Step 5: step04's single-threaded async fn loop, plus a thread \
                                  pool (one thread per core) for large fib(n).";
+    const COMPUTE_POOL: bool = true;
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         Ok(Server {
-            listener: std::net::TcpListener::bind(config.addr)?,
-            max_n: config.max_n,
-            pool: Pool::sized_to_cores()?,
+            listener: shared::net::listen(config.addr)?,
+            settings: Settings::new("step05", config),
+            pool: Pool::sized_to_cores(|threads| config.queue_for(threads))?,
         })
     }
 
@@ -113,114 +107,47 @@ impl shared::Server for Server {
     }
 
     fn run(self) -> io::Result<()> {
-        // The outer `?`: the executor could not start or its reactor failed. The inner
-        // result, returned as is: the accept loop's.
-        executor::block_on(accept_loop(self.listener, self.max_n, self.pool))?
-    }
-}
-
-/// Accepts connections and spawns a task for each: step04's loop, now sharing the pool.
-async fn accept_loop(listener: std::net::TcpListener, max_n: u32, pool: Pool) -> io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    // Shared by every connection's task, all on this one thread: an `Rc` is enough.
-    let pool = Rc::new(pool);
-    loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
-                let pool = Rc::clone(&pool);
-                executor::spawn(async move {
-                    // Whatever goes wrong on a connection (reset, garbage) ends its task only.
-                    let _ = serve_connection(stream, max_n, &pool).await;
-                });
-            }
-            // The listener stays readable while connections wait in the backlog, so
-            // retrying at once would spin. Sleep as a task: the other connections are
-            // served meanwhile, and one of them closing frees a descriptor.
-            Err(error) if is_out_of_resources(&error) => time::sleep(ACCEPT_BACKOFF).await,
-            Err(error) if is_transient_accept_error(&error) => continue,
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// Serves one connection until the client closes it: step04's handler, with the async
-/// [`answer`] in place of `protocol::answer`.
-///
-/// # Errors
-///
-/// When reading or writing the socket fails (the client reset the connection), or an
-/// offloaded computation failed (a bug: fib cannot panic for any `n` the protocol accepts).
-/// The caller ignores it: a client leaving rudely is nothing the server must report.
-pub async fn serve_connection(stream: TcpStream, max_n: u32, pool: &Pool) -> io::Result<()> {
-    let mut lines = LineBuffer::new();
-    let mut answers = Vec::new();
-    loop {
-        let received = stream.read(lines.spare()).await?;
-        if received == 0 {
-            // End of input: every complete line has been answered already, and any bytes
-            // after the last `\n` are ignored, as the protocol says.
-            return Ok(());
-        }
-        lines.filled(received);
-
-        // Answer every complete line of this read with one write. A large fib is awaited
-        // from the pool: this task waits, the loop serves the other connections meanwhile.
-        let mut flow = Flow::Continue;
-        while let Some(frame) = lines.next_frame() {
-            flow = answer(frame, max_n, pool, &mut answers).await?;
-            if flow == Flow::Close {
-                break;
-            }
-        }
-        stream.write_all(&answers).await?;
-        answers.clear();
-        if flow == Flow::Close {
-            close_after_error(&stream).await;
-            return Ok(());
-        }
-        // Let the other tasks have a turn before reading again. An `.await` steps aside only
-        // when it has to wait, and a client that asks again the moment it has its answer
-        // (the slow client) may always have its next request waiting: without this, its
-        // task would keep the thread, and no other connection would ever be served.
-        executor::yield_now().await;
+        let answer = Offloaded {
+            max_n: self.settings.max_n,
+            pool: self.pool,
+        };
+        // step04's loop and connections, with this step's answer. The outer `?`: the
+        // executor could not start or its reactor failed; the inner result is the loop's.
+        executor::block_on(step04::serve(self.listener, self.settings, Rc::new(answer)))?
     }
 }
 
 // ANCHOR: answer
-/// Answers one frame, like `protocol::answer`, but computes a large fib on the pool.
-///
-/// Awaiting the pool's answer here, before the next frame is even looked at, is what keeps
-/// the answers of one connection in request order. Answers to earlier lines of the same read
-/// wait in `out` meanwhile and go out together with this one.
-///
-/// # Errors
-///
-/// When the offloaded computation failed.
-pub async fn answer(
-    frame: Frame<'_>,
-    max_n: u32,
-    pool: &Pool,
-    out: &mut Vec<u8>,
-) -> io::Result<Flow> {
-    let n = match frame {
-        Frame::Line(line) => match parse_request(line, max_n) {
-            Ok(n) => n,
-            Err(error) => {
-                write_error(out, error);
-                return Ok(Flow::Continue);
+/// step05's answer: like step04's, but a large fib is computed on the pool.
+#[derive(Debug)]
+pub struct Offloaded {
+    pub max_n: u32,
+    pub pool: Pool,
+}
+
+impl Answer for Offloaded {
+    /// Awaiting the pool's answer here, before the next frame is even looked at, is what
+    /// keeps the answers of one connection in request order. Answers to earlier lines of the
+    /// same read wait in `out` meanwhile and go out together with this one.
+    async fn answer(&self, frame: Frame<'_>, out: &mut Vec<u8>) -> io::Result<Flow> {
+        let n = match protocol::request(frame, self.max_n, out) {
+            Request::Fib(n) => n,
+            Request::Answered(flow) => return Ok(flow),
+        };
+        let value = if n < OFFLOAD_FROM_N {
+            fib(n)
+        } else {
+            match self.pool.run(move || fib(n)) {
+                // This task waits; the loop serves the other connections meanwhile.
+                Ok(offload) => offload.await?,
+                Err(Busy) => {
+                    out.extend_from_slice(BUSY_ANSWER);
+                    return Ok(Flow::Continue);
+                }
             }
-        },
-        Frame::TooLong => {
-            write_error(out, ProtocolError::LineTooLong);
-            return Ok(Flow::Close);
-        }
-    };
-    let value = if n < OFFLOAD_FROM_N {
-        fib(n)
-    } else {
-        pool.run(move || fib(n)).await?
-    };
-    write_answer(out, value);
-    Ok(Flow::Continue)
+        };
+        write_answer(out, value);
+        Ok(Flow::Continue)
+    }
 }
 // ANCHOR_END: answer

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::num::NonZeroUsize;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
@@ -22,30 +22,38 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A fixed set of threads that run closures and send their results back as futures.
 #[derive(Debug)]
 pub struct Pool {
-    jobs: Sender<Job>,
+    jobs: SyncSender<Job>,
     threads: NonZeroUsize,
 }
 
+/// The pool's queue is full: the job was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 impl Pool {
     /// A pool with one thread per core (`std::thread::available_parallelism`): fib is pure
-    /// CPU, so more threads than cores would only take turns on them.
+    /// CPU, so more threads than cores would only take turns on them. `queue_for` says how
+    /// many jobs may wait for a thread, for that many threads.
     ///
     /// # Errors
     ///
     /// When the OS refuses to start a thread.
-    pub fn sized_to_cores() -> io::Result<Pool> {
+    pub fn sized_to_cores(queue_for: impl FnOnce(usize) -> usize) -> io::Result<Pool> {
         // `available_parallelism` fails only where the OS cannot say (some sandboxes); one
         // thread still takes the CPU work off the loop.
-        Pool::new(thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+        let threads = thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        Pool::new(threads, queue_for(threads.get()))
     }
 
-    /// A pool of `threads` worker threads.
+    /// A pool of `threads` worker threads, where at most `queue` jobs wait for a thread.
     ///
     /// # Errors
     ///
     /// When the OS refuses to start a thread.
-    pub fn new(threads: NonZeroUsize) -> io::Result<Pool> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    pub fn new(threads: NonZeroUsize, queue: usize) -> io::Result<Pool> {
+        // A bounded channel: the jobs waiting for a thread are its messages, so "the queue is
+        // full" is "the channel is full", and `try_send` says so without waiting.
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.get() {
             let queue = Arc::clone(&queue);
@@ -63,16 +71,29 @@ impl Pool {
 
     // ANCHOR: run
     /// Runs `work` on a worker thread; the future resolves to its result, its task woken by
-    /// the worker.
+    /// the worker. When the queue is full, the work is refused at once: [`Busy`].
     ///
     /// The future's output is an error only if `work` panics.
-    pub fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Offload<T> {
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`] when `queue` jobs wait for a thread already.
+    pub fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Offload<T>, Busy> {
         let (completer, offload) = offload::channel();
-        // Sending fails only if every worker has exited, which they do only when the pool is
-        // dropped (and `self` is alive) or when a job panicked. The job then comes back in
-        // the error and is dropped with its completer, and the future reports the failure.
-        let _ = self.jobs.send(Box::new(move || completer.complete(work())));
-        offload
+        match self
+            .jobs
+            .try_send(Box::new(move || completer.complete(work())))
+        {
+            Ok(()) => Ok(offload),
+            Err(TrySendError::Full(_)) => Err(Busy),
+            // Every worker has exited, which they do only when the pool is dropped (and
+            // `self` is alive) or when a job panicked. The job comes back in the error and is
+            // dropped with its completer, and the future reports the failure.
+            Err(TrySendError::Disconnected(_)) => Ok(offload),
+        }
     }
     // ANCHOR_END: run
 }

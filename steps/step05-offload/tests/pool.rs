@@ -10,11 +10,11 @@ use step05::pool::Pool;
 
 #[test]
 fn offloaded_work_comes_back_to_the_task_that_awaits_it() {
-    let pool = Pool::new(NonZeroUsize::new(2).unwrap()).unwrap();
+    let pool = Pool::new(NonZeroUsize::new(2).unwrap(), 64).unwrap();
     let values = block_on(async {
         let mut values = Vec::new();
         for n in 0..50u64 {
-            values.push(pool.run(move || n * n).await.unwrap());
+            values.push(pool.run(move || n * n).unwrap().await.unwrap());
         }
         values
     })
@@ -24,7 +24,7 @@ fn offloaded_work_comes_back_to_the_task_that_awaits_it() {
 
 #[test]
 fn many_tasks_wait_on_the_pool_at_once() {
-    let pool = Rc::new(Pool::new(NonZeroUsize::new(3).unwrap()).unwrap());
+    let pool = Rc::new(Pool::new(NonZeroUsize::new(3).unwrap(), 128).unwrap());
     let total = block_on(async move {
         // The last task to finish tells the main future, through a oneshot of its own.
         let (all_done, wait_for_all) = offload::channel::<()>();
@@ -32,7 +32,7 @@ fn many_tasks_wait_on_the_pool_at_once() {
         for n in 0..100u64 {
             let (pool, progress) = (Rc::clone(&pool), Rc::clone(&progress));
             spawn(async move {
-                let value = pool.run(move || n + 1).await.unwrap();
+                let value = pool.run(move || n + 1).unwrap().await.unwrap();
                 let (total, finished, all_done) = &mut *progress.borrow_mut();
                 *total += value;
                 *finished += 1;
