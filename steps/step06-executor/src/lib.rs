@@ -14,10 +14,11 @@
 //! | [`async_executor::Executor`] | step04's `executor` | a queue of woken tasks: `spawn`, `run` |
 //! | async-io's reactor, inside [`async_net`] | step04's `reactor` | waits on epoll (through `polling`, like step04) and wakes the tasks whose sockets are ready |
 //! | [`async_net::TcpListener`], [`async_net::TcpStream`] | step04's `net` | try the non-blocking call; on `WouldBlock` wait for the reactor, retry |
-//! | [`futures_lite::AsyncReadExt`], [`futures_lite::AsyncWriteExt`] | step04's `read`, `write_all` | `read` and `write_all` as futures, for any async stream |
+//! | [`futures::AsyncReadExt`], [`futures::AsyncWriteExt`] | step04's `read`, `write_all` | `read` and `write_all` as futures, for any async stream |
+//! | [`futures::select_biased!`] | step04's `stop::race` | waits for several futures, drops the ones that lose |
 //! | [`async_io::Timer`] | step04's `time::sleep` | a timer kept by the same reactor |
 //! | [`async_io::block_on`] | step04's `executor::block_on` | runs a future on this thread, waiting in the reactor when nothing is ready |
-//! | [`blocking::unblock`] | step05's thread pool | runs a closure on a pool thread, wakes the task with its result |
+//! | [`blocking::unblock`] and [`async_channel`] | step05's thread pool and its bounded queue | runs a closure on a pool thread, wakes the task with its result |
 //!
 //! The server itself did not change: `diff steps/step05-offload/src/lib.rs
 //! steps/step06-executor/src/lib.rs` shows the same accept loop, [`serve_connection`] and
@@ -44,15 +45,22 @@
 //!
 //! and on every core: `cargo run -p step06 -- --threads $(nproc)`.
 //!
-//! **What to observe:** step05's behaviour: the libraries do what we did by hand, with more
-//! care for the corner cases, but no new idea. The fast clients keep being answered while the
-//! slow one computes, and the numbers are step05's, give or take. They were not at first:
-//! `run` explains the trap (the future given to `Executor::run` is polled at every wake-up),
-//! which cost half of step05's rate with two fast clients. Then try `--threads $(nproc)` against `--conns 64`:
-//! the I/O itself now spreads over the cores. How much that pays depends on the cores to
-//! spare: the clients need some too, and on the 2-core machine this was written on the gain
-//! went from nothing to a third. One fast client gains nothing and may lose: its task hops
-//! between threads, and every hop is a wake-up through the kernel.
+//! **What to observe:** step05's behaviour: the fast clients keep being answered while the
+//! slow one computes. What is new here is what the libraries cost, and the results table
+//! counts it: a request at one connection makes the same kinds of system calls as step04's
+//! (async-io waits through `polling` too: five calls per wait), and the accept loop is a task
+//! of its own, because `Executor::run` polls the future it is given at every wake-up (see
+//! [`Server::run`](shared::Server::run)). `--threads N` runs the executor on N threads. It
+//! pays off when the loop's one core is saturated and another core is free for it: on a
+//! two-core machine whose other core runs the clients there is none, and 64 fast clients get
+//! no more; `cargo run --release -p clients --bin table -- --pin --cores 1,2` on a machine
+//! with cores to spare draws the curve.
+//!
+//! **Stopping work, on library parts:** the same as step04's, with library names: a
+//! connection waits for its next bytes, its idle deadline (an `async_io::Timer`) and the
+//! shutdown (an `async_channel` closed by the signal) at once, with
+//! [`futures::select_biased!`], and the losers are dropped. The compute pool's queue is a
+//! bounded channel: a full one answers `error: busy`.
 //!
 //! **The limit:** readiness costs a system call per operation. Every read and every write of
 //! every request crosses into the kernel, and so does every wait: `epoll_wait`, and the
@@ -65,27 +73,22 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_channel::{Receiver, Sender, TrySendError};
 use async_executor::Executor;
 use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures::channel::oneshot;
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, select_biased};
 use shared::cli::Config;
-use shared::fib::fib;
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
-use shared::protocol::{Flow, Frame, LineBuffer, ProtocolError, parse_request};
-use shared::protocol::{write_answer, write_error};
+use shared::fib::{OFFLOAD_FROM_N, fib};
+use shared::net::{ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
+use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
+use shared::protocol::write_answer;
+use shared::shutdown::{self, Drain};
 
-/// fib(n) for `n` at least this is computed on the blocking pool, below it on the I/O thread.
-///
-/// step05's threshold, for step05's reason (see its `OFFLOAD_FROM_N`): below 20, fib costs
-/// less than the hop to a pool thread and back. The hop through `blocking`'s pool costs about
-/// what the hop through step05's does: 20 µs measured here, 16 µs there, on the same busy
-/// 2-core machine; fib(20) takes about 20 µs.
-pub const OFFLOAD_FROM_N: u32 = 20;
-
-/// Command-line options of step06 beyond `--addr` and `--max-n`.
+/// Command-line options of step06 beyond the shared ones.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Options {
     /// Threads running the executor (each takes tasks from it and takes turns waiting on the
@@ -102,13 +105,22 @@ impl Default for Options {
     }
 }
 
-/// The step06 server: a listening socket, the protocol's `--max-n` and `--threads`.
+/// What every connection is served with, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub max_n: u32,
+    pub idle: Option<Duration>,
+    pub grace: Duration,
+}
+
+/// The step06 server: a listening socket, the options, and the size of the pool's queue.
 #[derive(Debug)]
 pub struct Server {
     /// A plain std listener until `run`, so that `bind` reports errors and the port at once.
     listener: std::net::TcpListener,
-    max_n: u32,
+    settings: Settings,
     threads: usize,
+    queue: usize,
 }
 
 impl shared::Server for Server {
@@ -116,12 +128,18 @@ impl shared::Server for Server {
     const ABOUT: &'static str = "Step 6: step05's design on library parts: async-executor, \
                                  async-net and the blocking pool; --threads N runs the \
                                  executor on N threads.";
+    const COMPUTE_POOL: bool = true;
 
     fn bind(config: &Config, options: &Options) -> io::Result<Self> {
         Ok(Server {
-            listener: std::net::TcpListener::bind(config.addr)?,
-            max_n: config.max_n,
+            listener: shared::net::listen(config.addr)?,
+            settings: Settings {
+                max_n: config.max_n,
+                idle: config.idle(),
+                grace: config.grace,
+            },
             threads: options.threads,
+            queue: config.queue_for(pool_threads()),
         })
     }
 
@@ -138,21 +156,28 @@ impl shared::Server for Server {
         // Makes the listener non-blocking and registers it with async-io's reactor. The
         // reactor is global, so unlike step04 this needs no executor running yet.
         let listener = TcpListener::try_from(self.listener)?;
-        let max_n = self.max_n;
+        // The shutdown signal: a channel nobody sends on, closed by Ctrl-C or SIGTERM. A
+        // closed channel completes every `recv()`, on whatever thread waits.
+        let (signal, stop) = async_channel::bounded::<()>(1);
+        shutdown::on_signal(move || {
+            signal.close();
+        });
+        let pool = Arc::new(Pool::start(&executor, pool_threads(), self.queue));
+        let settings = self.settings;
         thread::scope(|scope| {
             // The extra threads run the executor until the accept loop ends: closing the
-            // channel (dropping `stop`) completes every `stopped.recv()` at once.
-            let (stop, stopped) = async_channel::bounded::<()>(1);
+            // channel (dropping `done`) completes every `finished.recv()` at once.
+            let (done, finished) = async_channel::bounded::<()>(1);
             for _ in 1..self.threads {
-                let (executor, stopped) = (&executor, stopped.clone());
+                let (executor, finished) = (&executor, finished.clone());
                 thread::Builder::new()
                     .name("executor".into())
                     .spawn_scoped(scope, move || {
-                        async_io::block_on(executor.run(stopped.recv()))
+                        async_io::block_on(executor.run(finished.recv()))
                     })?;
             }
             // This thread is one of the executor's threads too, the only one by default.
-            // `async_io::block_on`, not `futures_lite::future::block_on`: when the executor has
+            // `async_io::block_on`, not `futures::executor::block_on`: when the executor has
             // nothing to run, this thread waits on the reactor itself, as step04's loop did,
             // instead of sleeping while async-io's background thread waits and then wakes it.
             //
@@ -161,33 +186,54 @@ impl shared::Server for Server {
             // accept tries `accept(2)` again (async-io retries optimistically): given the
             // accept loop itself, this step made an `accept4` and an `epoll_ctl` per request
             // and served two fast clients at half step05's rate.
-            let accepting = executor.spawn(accept_loop(Arc::clone(&executor), listener, max_n));
+            let accepting =
+                executor.spawn(accept_loop(Arc::clone(&executor), listener, settings, pool, stop));
             let served = async_io::block_on(executor.run(accepting));
-            drop(stop);
+            drop(done);
             served
         })
     }
     // ANCHOR_END: run
 }
 
+/// The compute pool's threads: one per core, like step05's.
+fn pool_threads() -> usize {
+    thread::available_parallelism().map_or(1, usize::from)
+}
+
 // ANCHOR: accept_loop
-/// Accepts connections and spawns a task for each: step05's loop, on library parts. No pool
-/// to share: `blocking`'s is global.
+/// Accepts connections and spawns a task for each, until Ctrl-C or SIGTERM: step05's loop,
+/// on library parts. Then waits for the connections to finish, for `--grace` at most.
 async fn accept_loop(
     executor: Arc<Executor<'static>>,
     listener: TcpListener,
-    max_n: u32,
+    settings: Settings,
+    pool: Arc<Pool>,
+    stop: Receiver<()>,
 ) -> io::Result<()> {
+    // Every connection's task holds a clone of `open`; once they are all dropped, `closed`
+    // says so.
+    let (open, closed) = async_channel::bounded::<()>(1);
     loop {
-        match listener.accept().await {
+        let accepted = select_biased! {
+            _ = stop.recv().fuse() => break,
+            accepted = listener.accept().fuse() => accepted,
+        };
+        match accepted {
             // `spawn` returns a handle to the task's result, and dropping that handle would
             // cancel the task: `detach` lets it run on its own.
-            Ok((stream, _peer)) => executor
-                .spawn(async move {
-                    // Whatever goes wrong on a connection (reset, garbage) ends its task only.
-                    let _ = serve_connection(stream, max_n).await;
-                })
-                .detach(),
+            Ok((stream, _peer)) => {
+                let (pool, stop, open) = (Arc::clone(&pool), stop.clone(), open.clone());
+                executor
+                    .spawn(async move {
+                        if let Err(error) = serve_connection(stream, settings, &pool, &stop).await
+                        {
+                            shared::net::report_connection_error("step06", &error);
+                        }
+                        drop(open);
+                    })
+                    .detach();
+            }
             // The listener stays readable while connections wait in the backlog, so
             // retrying at once would spin. Sleep as a task: the other connections are
             // served meanwhile, and one of them closing frees a descriptor.
@@ -198,21 +244,56 @@ async fn accept_loop(
             Err(error) => return Err(error),
         }
     }
+    // The listener closes: new clients are refused.
+    drop(listener);
+    let draining = open.sender_count() - 1;
+    let mut drain = Drain::begin("step06", draining, settings.grace);
+    drop(open);
+    select_biased! {
+        _ = closed.recv().fuse() => {}
+        _ = Timer::after(settings.grace).fuse() => {}
+    }
+    // Connections still open are cut: their tasks are dropped with the executor.
+    let cut = closed.sender_count();
+    drain.closed = draining - cut;
+    drain.finish("step06", cut);
+    Ok(())
 }
 // ANCHOR_END: accept_loop
 
+// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step05's handler, on `async-net`'s
-/// stream with the `futures-lite` extension traits in place of step04's methods.
+/// stream with the `futures` extension traits in place of step04's methods.
 ///
 /// # Errors
 ///
-/// When reading or writing the socket fails (the client reset the connection). The caller
-/// ignores it: a client leaving rudely is nothing the server must report.
-pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<()> {
+/// When reading or writing the socket fails (the client reset the connection, which the
+/// caller does not report).
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    settings: Settings,
+    pool: &Pool,
+    stop: &Receiver<()>,
+) -> io::Result<()> {
     let mut lines = LineBuffer::new();
     let mut answers = Vec::new();
+    // Idle from when its answers are written until its next complete line.
+    let mut idle_since = Instant::now();
+    let mut stopped = std::pin::pin!(stop.recv().fuse());
     loop {
-        let received = stream.read(lines.spare()).await?;
+        let idle = match settings.idle {
+            Some(idle) => Timer::at(idle_since + idle),
+            None => Timer::never(),
+        };
+        let received = select_biased! {
+            received = stream.read(lines.spare()).fuse() => received?,
+            _ = stopped => return finish(&mut stream, &mut lines, settings, pool).await,
+            _ = idle.fuse() => {
+                stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
+                close_after_error(&mut stream).await;
+                return Ok(());
+            }
+        };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes
             // after the last `\n` are ignored, as the protocol says.
@@ -223,8 +304,10 @@ pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<(
         // Answer every complete line of this read with one write. A large fib is awaited
         // from the pool: this task waits, the executor runs the other connections meanwhile.
         let mut flow = Flow::Continue;
+        let mut answered = false;
         while let Some(frame) = lines.next_frame() {
-            flow = answer(frame, max_n, &mut answers).await;
+            answered = true;
+            flow = answer(frame, settings.max_n, pool, &mut answers).await;
             if flow == Flow::Close {
                 break;
             }
@@ -235,65 +318,144 @@ pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<(
             close_after_error(&mut stream).await;
             return Ok(());
         }
+        if answered {
+            idle_since = Instant::now();
+        }
     }
+}
+// ANCHOR_END: serve_connection
+
+/// The server is shutting down: answer the complete lines received (all answered already)
+/// and what one more read brings without waiting, then close cleanly, draining until the
+/// client closes or `--grace` is over.
+async fn finish(
+    stream: &mut TcpStream,
+    lines: &mut LineBuffer,
+    settings: Settings,
+    pool: &Pool,
+) -> io::Result<()> {
+    // `now_or_never`: one poll of the read, whatever the socket has, and no waiting.
+    if let Some(received) = stream.read(lines.spare()).now_or_never() {
+        lines.filled(received?);
+    }
+    let mut answers = Vec::new();
+    while let Some(frame) = lines.next_frame() {
+        if answer(frame, settings.max_n, pool, &mut answers).await == Flow::Close {
+            break;
+        }
+    }
+    stream.write_all(&answers).await?;
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut sink = vec![0u8; 4096];
+    let drain = async {
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    };
+    select_biased! {
+        () = drain.fuse() => {}
+        _ = Timer::after(settings.grace).fuse() => {}
+    }
+    Ok(())
 }
 
 // ANCHOR: answer
-/// Answers one frame, like `protocol::answer`, but computes a large fib on `blocking`'s
-/// thread pool: step05's `pool.run`, as one call to [`blocking::unblock`].
+/// Answers one frame, like `protocol::answer`, but computes a large fib on the [`Pool`].
 ///
 /// Awaiting the pool's answer here, before the next frame is even looked at, is what keeps
 /// the answers of one connection in request order. Answers to earlier lines of the same read
 /// wait in `out` meanwhile and go out together with this one.
-///
-/// Why `unblock` and not a pool of our own: it is the smol family's pool for exactly this, a
-/// closure that would block an executor thread, and it is already built in (`async-net` uses
-/// it to resolve host names). Unlike step05's, it cannot fail: a panic in the closure would
-/// resume in this task and end this connection only. What to know about it: it is made for
-/// blocking *I/O*, so it grows on demand, a thread per waiting job up to 500
-/// (`BLOCKING_MAX_THREADS`), and lets idle threads go after a while. For CPU work, threads
-/// beyond the number of cores add no speed: ten slow clients get ten threads sharing the
-/// cores, each fib ten times slower, where step05's pool, a thread per core, queues them and
-/// finishes the first ones sooner. Production code that offloads heavy CPU work bounds it:
-/// a pool sized to the cores (`rayon`), or a semaphore in front of `unblock`.
-pub async fn answer(frame: Frame<'_>, max_n: u32, out: &mut Vec<u8>) -> Flow {
-    let n = match frame {
-        Frame::Line(line) => match parse_request(line, max_n) {
-            Ok(n) => n,
-            Err(error) => {
-                write_error(out, error);
-                return Flow::Continue;
-            }
-        },
-        Frame::TooLong => {
-            write_error(out, ProtocolError::LineTooLong);
-            return Flow::Close;
-        }
+pub async fn answer(frame: Frame<'_>, max_n: u32, pool: &Pool, out: &mut Vec<u8>) -> Flow {
+    let n = match protocol::request(frame, max_n, out) {
+        Request::Fib(n) => n,
+        Request::Answered(flow) => return flow,
     };
     let value = if n < OFFLOAD_FROM_N {
         fib(n)
     } else {
-        blocking::unblock(move || fib(n)).await
+        match pool.fib(n) {
+            Ok(value) => value.await,
+            Err(Busy) => {
+                out.extend_from_slice(BUSY_ANSWER);
+                return Flow::Continue;
+            }
+        }
     };
     write_answer(out, value);
     Flow::Continue
 }
 // ANCHOR_END: answer
 
-/// How long a connection being closed after `error: line too long` may take to stop sending.
+/// The pool's queue is full: the job was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+// ANCHOR: pool
+/// step05's pool, on library parts: one task per core takes jobs from a bounded channel and
+/// runs each with [`blocking::unblock`], on a thread of `blocking`'s pool.
+///
+/// Why not `unblock` straight from the connection's task: `blocking`'s pool is made for
+/// blocking *I/O*, so it grows on demand, a thread per waiting job up to 500. For CPU work,
+/// threads beyond the number of cores add no speed: ten slow clients would get ten threads
+/// sharing the cores, each fib ten times slower. A task per core in front of it keeps one fib
+/// per core running, and the channel's bound is the queue (`--queue`): a job that finds it
+/// full is refused at once (`error: busy`).
+#[derive(Debug)]
+pub struct Pool {
+    jobs: Sender<(u32, oneshot::Sender<u64>)>,
+}
+
+impl Pool {
+    /// Starts `threads` compute tasks on `executor`, with room for `queue` jobs waiting.
+    pub fn start(executor: &Executor<'static>, threads: usize, queue: usize) -> Pool {
+        let (jobs, waiting) = async_channel::bounded::<(u32, oneshot::Sender<u64>)>(queue.max(1));
+        for _ in 0..threads {
+            let waiting = waiting.clone();
+            executor
+                .spawn(async move {
+                    while let Ok((n, reply)) = waiting.recv().await {
+                        let value = blocking::unblock(move || fib(n)).await;
+                        // The connection may have gone meanwhile: nobody to tell.
+                        let _ = reply.send(value);
+                    }
+                })
+                .detach();
+        }
+        Pool { jobs }
+    }
+
+    /// fib(n), computed on the pool; [`Busy`] at once when the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`] when `queue` jobs wait already.
+    pub fn fib(&self, n: u32) -> Result<impl Future<Output = u64> + use<>, Busy> {
+        let (reply, value) = oneshot::channel();
+        match self.jobs.try_send((n, reply)) {
+            // A compute task that vanished (it cannot: they loop until the channel closes,
+            // which the pool does when it drops) would drop `reply`; fib is then computed
+            // here, which is slow but right.
+            Ok(()) => Ok(async move { value.await.unwrap_or_else(|_| fib(n)) }),
+            Err(TrySendError::Full(_)) => Err(Busy),
+            Err(TrySendError::Closed(_)) => Err(Busy),
+        }
+    }
+}
+// ANCHOR_END: pool
+
+/// How long a connection being closed after an error answer may take to stop sending.
 const DRAIN_TIME: Duration = Duration::from_millis(100);
 
-/// Closes a connection after `error: line too long` so that the client reads the error:
-/// step04's `close_after_error`, on library parts.
+/// Closes a connection after an error answer (`line too long`, `idle timeout`) so that the
+/// client reads it: step04's `close_after_error`, on library parts.
 ///
 /// Closing a socket with unread input makes the kernel send a reset instead of a normal
 /// close, and a reset can destroy the answer before the client has read it. So: end our side
 /// (`shutdown(Write)` sends the answer, then end-of-stream), then discard what the client is
-/// still sending, for [`DRAIN_TIME`] at most, before the socket is dropped. step04 raced the
-/// reads against its own timer; `or` from `futures-lite` races them against async-io's.
+/// still sending, for [`DRAIN_TIME`] at most, before the socket is dropped.
 async fn close_after_error(stream: &mut TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let mut sink = [0u8; 4096];
+    // On the heap, not in a local array: an async fn's locals live in its future, and a
+    // 4 KiB array here would make every connection's task 4 KiB larger for its whole life.
+    let mut sink = vec![0u8; 4096];
     let drain = async {
         for _ in 0..16 {
             match stream.read(&mut sink).await {
@@ -302,20 +464,8 @@ async fn close_after_error(stream: &mut TcpStream) {
             }
         }
     };
-    let expire = async {
-        Timer::after(DRAIN_TIME).await;
-    };
-    drain.or(expire).await;
-}
-
-/// Whether accepting failed for lack of a resource that closing connections gives back: file
-/// descriptors (EMFILE, ENFILE), or kernel memory to register one more socket with epoll
-/// (ENOMEM, or ENOSPC for the per-user limit of epoll registrations). step04's function:
-/// async-net registers every accepted socket with the reactor as step04 did.
-fn is_out_of_resources(error: &io::Error) -> bool {
-    is_out_of_fds(error)
-        || matches!(
-            error.kind(),
-            io::ErrorKind::OutOfMemory | io::ErrorKind::StorageFull
-        )
+    select_biased! {
+        () = drain.fuse() => {}
+        _ = Timer::after(DRAIN_TIME).fuse() => {}
+    }
 }

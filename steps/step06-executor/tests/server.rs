@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use conformance::{Client, checks, expected};
-use step06::{OFFLOAD_FROM_N, Options, Server};
+use shared::fib::OFFLOAD_FROM_N;
+use step06::{Options, Server};
 
 /// Starts step06 on a free loopback port with `threads` executor threads.
 fn start(threads: usize) -> SocketAddr {
