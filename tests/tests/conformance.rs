@@ -114,7 +114,7 @@ suite!(step03: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
 suite!(step04: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
 suite!(step05: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
 suite!(step06: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
-suite!(step09: concurrent, thousands, fast_while_slow, out_of_fds);
+suite!(step09: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
 // io_uring: Linux only. Elsewhere these steps build and say they need Linux; their own
 // tests/io_uring.rs says loudly that they were not tested.
 #[cfg(target_os = "linux")]

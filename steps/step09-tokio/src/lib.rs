@@ -38,43 +38,51 @@
 //! `--threads N` sets the number of worker threads (default: one per core).
 //!
 //! **What to observe:** step09 is the bar the results table holds the other steps to. The
-//! slow client does not hold the fast ones up. Against step06 with `--threads $(nproc)`, the
-//! same design on another runtime, the difference is engineering alone: on the 2-core machine
-//! this was written on, tokio answered one fast client 1.5 to 2 times as fast. step08 may
-//! beat it: completion-based I/O on a ring per core saves system calls that readiness must
-//! make (`strace -c -f` counts three per request here: `epoll_wait`, `recvfrom`, `sendto`).
+//! slow client does not hold the fast ones up. Read its costs in the table: three system
+//! calls per request at one fast connection (`epoll_wait`, `recvfrom`, `sendto`), two at 64
+//! (the workers wait for several sockets at once): tokio's reactor is edge-triggered, so a
+//! socket is never re-armed, and a read shorter than its buffer clears the socket's readiness,
+//! so no read ever just hears `WouldBlock`. step08 may beat it on CPU per request:
+//! completion-based I/O saves the readiness calls, not the kernel's TCP work, which is most
+//! of what a request costs.
+//!
+//! **Stopping work, as production tokio code does:** [`tokio::time::sleep_until`] for the
+//! idle deadline and a [`CancellationToken`] for the shutdown, raced against the read with
+//! `tokio::select!` (the losing futures are dropped); a [`TaskTracker`] to wait for the
+//! connections to finish, for `--grace` at most; `tokio::signal` for Ctrl-C and SIGTERM (a
+//! second one exits at once); a [`Semaphore`] in front of the blocking pool, one permit per
+//! core, with at most `--queue` requests waiting for one, beyond which a request is answered
+//! `error: busy` (`tower`'s load-shedding does the same for HTTP services).
 //!
 //! **Where to go next:**
 //!
 //! - completion-based I/O on a production runtime: `tokio-uring`, or the thread-per-core
 //!   runtimes `monoio` and `glommio`, built on io_uring like steps 07 and 08;
 //! - protocols: `hyper` for HTTP, `axum` for web services on top of it;
-//! - `tower` for what a real server puts around its handler and this one lacks: timeouts,
-//!   limits on connections and on work in flight, load shedding;
+//! - `tower` for what a real server puts around its handler: timeouts, limits on
+//!   connections and on work in flight, load shedding, as layers;
 //! - `tracing` (and `tokio-console`) to see what the tasks are doing.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shared::cli::Config;
-use shared::fib::fib;
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
-use shared::protocol::{Flow, Frame, LineBuffer, ProtocolError, parse_request};
-use shared::protocol::{write_answer, write_error};
+use shared::fib::{OFFLOAD_FROM_N, fib};
+use shared::net::{ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
+use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
+use shared::protocol::write_answer;
+use shared::shutdown::Drain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// fib(n) for `n` at least this is computed on the blocking pool, below it on the worker.
-///
-/// step05's threshold, for step05's reason (see its `OFFLOAD_FROM_N`): below 20, fib costs
-/// less than the hop to a pool thread and back. The hop through tokio's blocking pool costs
-/// about what the hop through step05's does: 20 µs measured here, 16 µs there, on the same
-/// busy 2-core machine; fib(20) takes about 20 µs. Above it, keeping fib on the worker would
-/// stall the other tasks queued there, until another worker runs out of work and steals them.
-pub const OFFLOAD_FROM_N: u32 = 20;
-
-/// Command-line options of step09 beyond `--addr` and `--max-n`.
+/// Command-line options of step09 beyond the shared ones.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Options {
     /// Worker threads of the runtime [default: one per core, or $TOKIO_WORKER_THREADS]
@@ -82,25 +90,40 @@ pub struct Options {
     pub threads: Option<usize>,
 }
 
-/// The step09 server: a listening socket, the protocol's `--max-n` and `--threads`.
+/// What every connection is served with, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub max_n: u32,
+    pub idle: Option<Duration>,
+    pub grace: Duration,
+}
+
+/// The step09 server: a listening socket, the options, and the size of the pool's queue.
 #[derive(Debug)]
 pub struct Server {
     /// A plain std listener until `run`: a tokio listener can only be made inside a runtime.
     listener: std::net::TcpListener,
-    max_n: u32,
+    settings: Settings,
     threads: Option<usize>,
+    queue: usize,
 }
 
 impl shared::Server for Server {
     type Options = Options;
     const ABOUT: &'static str = "Step 9: the reference fib server on tokio's multi-thread \
                                  runtime, fib on its blocking pool.";
+    const COMPUTE_POOL: bool = true;
 
     fn bind(config: &Config, options: &Options) -> io::Result<Self> {
         Ok(Server {
-            listener: std::net::TcpListener::bind(config.addr)?,
-            max_n: config.max_n,
+            listener: shared::net::listen(config.addr)?,
+            settings: Settings {
+                max_n: config.max_n,
+                idle: config.idle(),
+                grace: config.grace,
+            },
             threads: options.threads,
+            queue: config.queue_for(pool_threads()),
         })
     }
 
@@ -118,28 +141,48 @@ impl shared::Server for Server {
             runtime.worker_threads(threads);
         }
         let runtime = runtime.enable_io().enable_time().build()?;
+        let pool = Arc::new(Pool::new(pool_threads(), self.queue));
         // The accept loop runs on this thread, inside `block_on`; the connections it spawns
         // run on the worker threads.
-        runtime.block_on(accept_loop(self.listener, self.max_n))
+        runtime.block_on(accept_loop(self.listener, self.settings, pool))
     }
     // ANCHOR_END: run
 }
 
+/// CPU-heavy jobs that run at once: one per core.
+fn pool_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 // ANCHOR: accept_loop
-/// Accepts connections and spawns a task for each: step06's loop, with tokio's names.
-async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<()> {
+/// Accepts connections and spawns a task for each, until Ctrl-C or SIGTERM: step06's loop,
+/// with tokio's names. Then waits for the connections to finish, for `--grace` at most.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    settings: Settings,
+    pool: Arc<Pool>,
+) -> io::Result<()> {
     // Tokio expects the std listener in non-blocking mode already, and registers it with the
     // reactor of the runtime this runs in.
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
+    let stop = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(stop.clone()));
+    // Tracks the connections' tasks, so that a shutdown can wait for them.
+    let connections = TaskTracker::new();
     loop {
-        match listener.accept().await {
-            // Unlike async-executor's, tokio's task handle detaches the task when dropped:
-            // nothing to call.
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, _peer)) => {
-                tokio::spawn(async move {
-                    // Whatever goes wrong on a connection (reset, garbage) ends its task only.
-                    let _ = serve_connection(stream, max_n).await;
+                let (pool, stop) = (Arc::clone(&pool), stop.clone());
+                connections.spawn(async move {
+                    if let Err(error) = serve_connection(stream, settings, &pool, &stop).await {
+                        shared::net::report_connection_error("step09", &error);
+                    }
                 });
             }
             // The listener stays readable while connections wait in the backlog, so
@@ -150,22 +193,86 @@ async fn accept_loop(listener: std::net::TcpListener, max_n: u32) -> io::Result<
             Err(error) => return Err(error),
         }
     }
+    // The listener closes: new clients are refused.
+    drop(listener);
+    let draining = connections.len();
+    let mut drain = Drain::begin("step09", draining, settings.grace);
+    connections.close();
+    let _ = tokio::time::timeout(settings.grace, connections.wait()).await;
+    // Connections still open are cut: their tasks are dropped with the runtime.
+    drain.closed = draining - connections.len();
+    drain.finish("step09", connections.len());
+    Ok(())
+}
+
+/// Cancels `stop` on the first Ctrl-C or SIGTERM, and exits at once on the second.
+async fn cancel_on_signal(stop: CancellationToken) {
+    signalled().await;
+    stop.cancel();
+    signalled().await;
+    eprintln!("second signal: exiting without waiting for the connections");
+    std::process::exit(130);
+}
+
+/// Completes on the next SIGINT (Ctrl-C) or SIGTERM.
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 // ANCHOR_END: accept_loop
 
+// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step06's handler, on tokio's stream and
 /// extension traits.
 ///
 /// # Errors
 ///
-/// When reading or writing the socket fails (the client reset the connection), or an
-/// offloaded computation did not complete. The caller ignores it: a client leaving rudely is
-/// nothing the server must report.
-pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<()> {
+/// When reading or writing the socket fails (the client reset the connection, which the
+/// caller does not report), or an offloaded computation did not complete.
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    settings: Settings,
+    pool: &Pool,
+    stop: &CancellationToken,
+) -> io::Result<()> {
     let mut lines = LineBuffer::new();
     let mut answers = Vec::new();
+    // Idle from when its answers are written until its next complete line.
+    let mut idle_since = Instant::now();
     loop {
-        let received = stream.read(lines.spare()).await?;
+        let idle = async {
+            match settings.idle {
+                Some(idle) => tokio::time::sleep_until(idle_since + idle).await,
+                None => std::future::pending().await,
+            }
+        };
+        let received = tokio::select! {
+            biased;
+            received = stream.read(lines.spare()) => received?,
+            () = stop.cancelled() => return finish(&mut stream, &mut lines, settings, pool).await,
+            () = idle => {
+                stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
+                close_after_error(&mut stream).await;
+                return Ok(());
+            }
+        };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes
             // after the last `\n` are ignored, as the protocol says.
@@ -176,8 +283,10 @@ pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<(
         // Answer every complete line of this read with one write. A large fib is awaited
         // from the pool: this task waits, the worker runs the other tasks meanwhile.
         let mut flow = Flow::Continue;
+        let mut answered = false;
         while let Some(frame) = lines.next_frame() {
-            flow = answer(frame, max_n, &mut answers).await?;
+            answered = true;
+            flow = answer(frame, settings.max_n, pool, &mut answers).await?;
             if flow == Flow::Close {
                 break;
             }
@@ -188,55 +297,130 @@ pub async fn serve_connection(mut stream: TcpStream, max_n: u32) -> io::Result<(
             close_after_error(&mut stream).await;
             return Ok(());
         }
+        if answered {
+            idle_since = Instant::now();
+        }
     }
+}
+// ANCHOR_END: serve_connection
+
+/// The server is shutting down: answer the complete lines received (all answered already)
+/// and what one more read brings without waiting, then close cleanly, draining until the
+/// client closes or `--grace` is over.
+async fn finish(
+    stream: &mut TcpStream,
+    lines: &mut LineBuffer,
+    settings: Settings,
+    pool: &Pool,
+) -> io::Result<()> {
+    match stream.try_read(lines.spare()) {
+        Ok(received) => lines.filled(received),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+        Err(error) => return Err(error),
+    }
+    let mut answers = Vec::new();
+    while let Some(frame) = lines.next_frame() {
+        if answer(frame, settings.max_n, pool, &mut answers).await? == Flow::Close {
+            break;
+        }
+    }
+    stream.write_all(&answers).await?;
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 4096];
+    let drain = async {
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    };
+    let _ = tokio::time::timeout(settings.grace, drain).await;
+    Ok(())
 }
 
 // ANCHOR: answer
 /// Answers one frame, like `protocol::answer`, but computes a large fib on tokio's blocking
-/// pool with [`tokio::task::spawn_blocking`].
+/// pool ([`Pool`]).
 ///
 /// Awaiting the pool's answer here, before the next frame is even looked at, is what keeps
 /// the answers of one connection in request order. Answers to earlier lines of the same read
 /// wait in `out` meanwhile and go out together with this one.
 ///
-/// Like step06's `unblock`, the pool is made for blocking I/O: it grows on demand, up to 512
-/// threads, and threads beyond the number of cores add no speed to CPU work. Production code
-/// bounds CPU-heavy work: a `tokio::sync::Semaphore` in front, or `rayon` and a channel back.
-///
 /// # Errors
 ///
 /// When the offloaded job did not complete: fib panicked (a bug: it cannot for any `n` the
 /// protocol accepts) or the runtime is shutting down.
-pub async fn answer(frame: Frame<'_>, max_n: u32, out: &mut Vec<u8>) -> io::Result<Flow> {
-    let n = match frame {
-        Frame::Line(line) => match parse_request(line, max_n) {
-            Ok(n) => n,
-            Err(error) => {
-                write_error(out, error);
-                return Ok(Flow::Continue);
-            }
-        },
-        Frame::TooLong => {
-            write_error(out, ProtocolError::LineTooLong);
-            return Ok(Flow::Close);
-        }
+pub async fn answer(frame: Frame<'_>, max_n: u32, pool: &Pool, out: &mut Vec<u8>) -> io::Result<Flow> {
+    let n = match protocol::request(frame, max_n, out) {
+        Request::Fib(n) => n,
+        Request::Answered(flow) => return Ok(flow),
     };
     let value = if n < OFFLOAD_FROM_N {
         fib(n)
     } else {
-        tokio::task::spawn_blocking(move || fib(n))
-            .await
-            .map_err(io::Error::other)?
+        match pool.fib(n).await {
+            Some(value) => value?,
+            None => {
+                out.extend_from_slice(BUSY_ANSWER);
+                return Ok(Flow::Continue);
+            }
+        }
     };
     write_answer(out, value);
     Ok(Flow::Continue)
 }
 // ANCHOR_END: answer
 
-/// How long a connection being closed after `error: line too long` may take to stop sending.
+// ANCHOR: pool
+/// tokio's blocking pool, bounded for CPU work: a [`Semaphore`] with a permit per core, so
+/// that one fib per core runs at a time, and at most `queue` requests waiting for a permit.
+///
+/// `spawn_blocking` alone is made for blocking I/O: it grows on demand, up to 512 threads,
+/// and threads beyond the number of cores add no speed to CPU work (ten fib(40)s on two
+/// cores would each take five times as long).
+#[derive(Debug)]
+pub struct Pool {
+    running: Semaphore,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+impl Pool {
+    /// A pool running `threads` jobs at once, with room for `queue` more waiting.
+    pub fn new(threads: usize, queue: usize) -> Pool {
+        Pool {
+            running: Semaphore::new(threads.max(1)),
+            waiting: AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    /// fib(n) on the blocking pool, or `None` at once when `queue` requests wait already.
+    pub async fn fib(&self, n: u32) -> Option<io::Result<u64>> {
+        let permit = match self.running.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Join the queue, unless it is full.
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return None;
+                }
+                let permit = self.running.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                // The semaphore is never closed.
+                permit.expect("the pool's semaphore is never closed")
+            }
+        };
+        let value = tokio::task::spawn_blocking(move || fib(n))
+            .await
+            .map_err(io::Error::other);
+        drop(permit);
+        Some(value)
+    }
+}
+// ANCHOR_END: pool
+
+/// How long a connection being closed after an error answer may take to stop sending.
 const DRAIN_TIME: Duration = Duration::from_millis(100);
 
-/// Closes a connection after `error: line too long` so that the client reads the error.
+/// Closes a connection after an error answer (`line too long`, `idle timeout`) so that the
+/// client reads it.
 ///
 /// Closing a socket with unread input makes the kernel send a reset instead of a normal
 /// close, and a reset can destroy the answer before the client has read it. So: end our side
@@ -244,7 +428,9 @@ const DRAIN_TIME: Duration = Duration::from_millis(100);
 /// sending, for [`DRAIN_TIME`] at most, before the socket is dropped.
 async fn close_after_error(stream: &mut TcpStream) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    // On the heap, not in a local array: an async fn's locals live in its future, and a
+    // 4 KiB array here would make every connection's task 4 KiB larger for its whole life.
+    let mut sink = vec![0u8; 4096];
     let drain = async {
         for _ in 0..16 {
             match stream.read(&mut sink).await {
@@ -254,16 +440,4 @@ async fn close_after_error(stream: &mut TcpStream) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-}
-
-/// Whether accepting failed for lack of a resource that closing connections gives back: file
-/// descriptors (EMFILE, ENFILE), or kernel memory to register one more socket with epoll
-/// (ENOMEM, or ENOSPC for the per-user limit of epoll registrations). step04's function:
-/// tokio registers every accepted socket with its reactor as step04 did.
-fn is_out_of_resources(error: &io::Error) -> bool {
-    is_out_of_fds(error)
-        || matches!(
-            error.kind(),
-            io::ErrorKind::OutOfMemory | io::ErrorKind::StorageFull
-        )
 }

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use conformance::{Client, checks, expected};
-use step09::{OFFLOAD_FROM_N, Options, Server};
+use shared::fib::OFFLOAD_FROM_N;
+use step09::{Options, Server};
 
 /// Starts step09 on a free loopback port with `threads` worker threads (`None`: one per core).
 fn start(threads: Option<usize>) -> SocketAddr {
