@@ -275,10 +275,13 @@ pub async fn serve_connection(
         .await
         {
             First::A(received) => received?,
-            First::B(()) => return finish(&stream, &mut lines, answerer, stop).await,
+            // Boxed, here and below: rare paths whose futures would otherwise make every
+            // connection's task larger for its whole life (an async fn's future is as large
+            // as its largest state).
+            First::B(()) => return Box::pin(finish(&stream, &mut lines, answerer, stop)).await,
             First::C(()) => {
                 stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
-                close_after_error(&stream).await;
+                Box::pin(close_after_error(&stream)).await;
                 return Ok(());
             }
         };
@@ -302,7 +305,7 @@ pub async fn serve_connection(
         stream.write_all(&answers).await?;
         answers.clear();
         if flow == Flow::Close {
-            close_after_error(&stream).await;
+            Box::pin(close_after_error(&stream)).await;
             return Ok(());
         }
         if answered {

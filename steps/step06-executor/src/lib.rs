@@ -84,8 +84,8 @@ use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, select_biased};
 use shared::cli::Config;
 use shared::fib::{OFFLOAD_FROM_N, fib};
 use shared::net::{ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
-use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
 use shared::protocol::write_answer;
+use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
 use shared::shutdown::{self, Drain};
 
 /// Command-line options of step06 beyond the shared ones.
@@ -186,8 +186,13 @@ impl shared::Server for Server {
             // accept tries `accept(2)` again (async-io retries optimistically): given the
             // accept loop itself, this step made an `accept4` and an `epoll_ctl` per request
             // and served two fast clients at half step05's rate.
-            let accepting =
-                executor.spawn(accept_loop(Arc::clone(&executor), listener, settings, pool, stop));
+            let accepting = executor.spawn(accept_loop(
+                Arc::clone(&executor),
+                listener,
+                settings,
+                pool,
+                stop,
+            ));
             let served = async_io::block_on(executor.run(accepting));
             drop(done);
             served
@@ -226,8 +231,7 @@ async fn accept_loop(
                 let (pool, stop, open) = (Arc::clone(&pool), stop.clone(), open.clone());
                 executor
                     .spawn(async move {
-                        if let Err(error) = serve_connection(stream, settings, &pool, &stop).await
-                        {
+                        if let Err(error) = serve_connection(stream, settings, &pool, &stop).await {
                             shared::net::report_connection_error("step06", &error);
                         }
                         drop(open);
@@ -287,10 +291,12 @@ pub async fn serve_connection(
         };
         let received = select_biased! {
             received = stream.read(lines.spare()).fuse() => received?,
-            _ = stopped => return finish(&mut stream, &mut lines, settings, pool).await,
+            // Boxed, here and below: rare paths whose futures would otherwise make every
+            // connection's task larger for its whole life.
+            _ = stopped => return Box::pin(finish(&mut stream, &mut lines, settings, pool)).await,
             _ = idle.fuse() => {
                 stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
-                close_after_error(&mut stream).await;
+                Box::pin(close_after_error(&mut stream)).await;
                 return Ok(());
             }
         };
@@ -315,7 +321,7 @@ pub async fn serve_connection(
         stream.write_all(&answers).await?;
         answers.clear();
         if flow == Flow::Close {
-            close_after_error(&mut stream).await;
+            Box::pin(close_after_error(&mut stream)).await;
             return Ok(());
         }
         if answered {
@@ -347,9 +353,7 @@ async fn finish(
     stream.write_all(&answers).await?;
     let _ = stream.shutdown(Shutdown::Write);
     let mut sink = vec![0u8; 4096];
-    let drain = async {
-        while let Ok(1..) = stream.read(&mut sink).await {}
-    };
+    let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
     select_biased! {
         () = drain.fuse() => {}
         _ = Timer::after(settings.grace).fuse() => {}

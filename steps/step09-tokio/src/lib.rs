@@ -72,8 +72,8 @@ use std::time::Duration;
 use shared::cli::Config;
 use shared::fib::{OFFLOAD_FROM_N, fib};
 use shared::net::{ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
-use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
 use shared::protocol::write_answer;
+use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
 use shared::shutdown::Drain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -266,10 +266,14 @@ pub async fn serve_connection(
         let received = tokio::select! {
             biased;
             received = stream.read(lines.spare()) => received?,
-            () = stop.cancelled() => return finish(&mut stream, &mut lines, settings, pool).await,
+            // Boxed, here and below: rare paths whose futures would otherwise make every
+            // connection's task larger for its whole life.
+            () = stop.cancelled() => {
+                return Box::pin(finish(&mut stream, &mut lines, settings, pool)).await;
+            }
             () = idle => {
                 stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
-                close_after_error(&mut stream).await;
+                Box::pin(close_after_error(&mut stream)).await;
                 return Ok(());
             }
         };
@@ -294,7 +298,7 @@ pub async fn serve_connection(
         stream.write_all(&answers).await?;
         answers.clear();
         if flow == Flow::Close {
-            close_after_error(&mut stream).await;
+            Box::pin(close_after_error(&mut stream)).await;
             return Ok(());
         }
         if answered {
@@ -327,9 +331,7 @@ async fn finish(
     stream.write_all(&answers).await?;
     let _ = stream.shutdown().await;
     let mut sink = vec![0u8; 4096];
-    let drain = async {
-        while let Ok(1..) = stream.read(&mut sink).await {}
-    };
+    let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
     let _ = tokio::time::timeout(settings.grace, drain).await;
     Ok(())
 }
@@ -346,7 +348,12 @@ async fn finish(
 ///
 /// When the offloaded job did not complete: fib panicked (a bug: it cannot for any `n` the
 /// protocol accepts) or the runtime is shutting down.
-pub async fn answer(frame: Frame<'_>, max_n: u32, pool: &Pool, out: &mut Vec<u8>) -> io::Result<Flow> {
+pub async fn answer(
+    frame: Frame<'_>,
+    max_n: u32,
+    pool: &Pool,
+    out: &mut Vec<u8>,
+) -> io::Result<Flow> {
     let n = match protocol::request(frame, max_n, out) {
         Request::Fib(n) => n,
         Request::Answered(flow) => return Ok(flow),
