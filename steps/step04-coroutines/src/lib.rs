@@ -175,7 +175,6 @@ impl Answer for Inline {
 }
 // ANCHOR_END: answer
 
-// ANCHOR: accept_loop
 /// Accepts connections and spawns a task for each (step02's loop, with a task where step02
 /// had a thread) until Ctrl-C or SIGTERM; then waits for the connections to finish, for
 /// `--grace` at most.
@@ -228,6 +227,7 @@ pub async fn serve<A: Answer + 'static>(
             Err(error) => return Err(error),
         }
     }
+    // ANCHOR: drain
     // The listener closes here: new clients are refused.
     drop(listener);
     let drain = Drain::begin(settings.step, connections.open(), settings.grace);
@@ -241,8 +241,8 @@ pub async fn serve<A: Answer + 'static>(
     // The connections still open are cut: `block_on` drops their tasks when this returns.
     drain.finish(settings.step, connections.open());
     Ok(())
+    // ANCHOR_END: drain
 }
-// ANCHOR_END: accept_loop
 
 // ANCHOR: serve_connection
 /// Serves one connection until the client closes it: read what has arrived, answer every
@@ -266,24 +266,15 @@ pub async fn serve_connection(
     // One wait for the shutdown, for the whole connection: it registers its waker once.
     let mut stopped = std::pin::pin!(stop.wait());
     loop {
+        // The next bytes, the idle deadline or the shutdown: the first wins, the other two
+        // futures are dropped. (The rare paths are boxed: an async fn's future is as large
+        // as its largest state, for the connection's whole life.)
         let deadline = settings.idle.map(|idle| idle_since + idle);
-        let received = match race(
-            stream.read(lines.spare()),
-            stopped.as_mut(),
-            time::sleep_until(deadline),
-        )
-        .await
-        {
+        let read = stream.read(lines.spare());
+        let received = match race(read, stopped.as_mut(), time::sleep_until(deadline)).await {
             First::A(received) => received?,
-            // Boxed, here and below: rare paths whose futures would otherwise make every
-            // connection's task larger for its whole life (an async fn's future is as large
-            // as its largest state).
             First::B(()) => return Box::pin(finish(&stream, &mut lines, answerer, stop)).await,
-            First::C(()) => {
-                stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
-                Box::pin(close_after_error(&stream)).await;
-                return Ok(());
-            }
+            First::C(()) => return Box::pin(close_idle(&stream)).await,
         };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes
@@ -291,7 +282,9 @@ pub async fn serve_connection(
             return Ok(());
         }
         lines.filled(received);
+        // ANCHOR_END: serve_connection
 
+        // ANCHOR: answer_lines
         // Answer every complete line of this read with one write.
         let mut flow = Flow::Continue;
         let mut answered = false;
@@ -318,7 +311,14 @@ pub async fn serve_connection(
         executor::yield_now().await;
     }
 }
-// ANCHOR_END: serve_connection
+// ANCHOR_END: answer_lines
+
+/// The client has been idle for `--idle-timeout`: tell it, and close.
+async fn close_idle(stream: &TcpStream) -> io::Result<()> {
+    stream.write_all(IDLE_TIMEOUT_ANSWER).await?;
+    close_after_error(stream).await;
+    Ok(())
+}
 
 // ANCHOR: finish
 /// The server is shutting down: answer what this connection has received (the complete

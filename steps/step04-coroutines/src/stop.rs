@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-// ANCHOR: stop
 /// The server's shutdown signal: set once, from any thread (the signal's), it wakes every
 /// task waiting for it.
 #[derive(Debug)]
@@ -84,6 +83,7 @@ pub struct Stopped {
     registered: Option<Waker>,
 }
 
+// ANCHOR: stop
 impl Future for Stopped {
     type Output = ();
 
@@ -108,6 +108,7 @@ impl Future for Stopped {
         Poll::Pending
     }
 }
+// ANCHOR_END: stop
 
 impl Drop for Stopped {
     /// A wait dropped early (its task finished, or something else came first) takes its
@@ -118,7 +119,6 @@ impl Drop for Stopped {
         }
     }
 }
-// ANCHOR_END: stop
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks; a poisoned one still holds valid data.

@@ -265,7 +265,6 @@ async fn accept_loop(
 }
 // ANCHOR_END: accept_loop
 
-// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step05's handler, on `async-net`'s
 /// stream with the `futures` extension traits in place of step04's methods.
 ///
@@ -285,6 +284,7 @@ pub async fn serve_connection(
     let mut idle_since = Instant::now();
     let mut stopped = std::pin::pin!(stop.recv().fuse());
     loop {
+        // ANCHOR: select
         let idle = match settings.idle {
             Some(idle) => Timer::at(idle_since + idle),
             None => Timer::never(),
@@ -299,6 +299,7 @@ pub async fn serve_connection(
                 Box::pin(close_after_error(&mut stream)).await;
                 return Ok(());
             }
+        // ANCHOR_END: select
         };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes
@@ -329,7 +330,6 @@ pub async fn serve_connection(
         }
     }
 }
-// ANCHOR_END: serve_connection
 
 /// The server is shutting down: answer the complete lines received (all answered already)
 /// and what one more read brings without waiting, then close cleanly, draining until the
@@ -392,7 +392,6 @@ pub async fn answer(frame: Frame<'_>, max_n: u32, pool: &Pool, out: &mut Vec<u8>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
-// ANCHOR: pool
 /// step05's pool, on library parts: one task per core takes jobs from a bounded channel and
 /// runs each with [`blocking::unblock`], on a thread of `blocking`'s pool.
 ///
@@ -426,6 +425,7 @@ impl Pool {
         Pool { jobs }
     }
 
+    // ANCHOR: pool
     /// fib(n), computed on the pool; [`Busy`] at once when the queue is full.
     ///
     /// # Errors
@@ -442,8 +442,8 @@ impl Pool {
             Err(TrySendError::Closed(_)) => Err(Busy),
         }
     }
+    // ANCHOR_END: pool
 }
-// ANCHOR_END: pool
 
 /// How long a connection being closed after an error answer may take to stop sending.
 const DRAIN_TIME: Duration = Duration::from_millis(100);

@@ -238,7 +238,6 @@ async fn signalled() {
 }
 // ANCHOR_END: accept_loop
 
-// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: step06's handler, on tokio's stream and
 /// extension traits.
 ///
@@ -257,6 +256,7 @@ pub async fn serve_connection(
     // Idle from when its answers are written until its next complete line.
     let mut idle_since = Instant::now();
     loop {
+        // ANCHOR: select
         let idle = async {
             match settings.idle {
                 Some(idle) => tokio::time::sleep_until(idle_since + idle).await,
@@ -276,6 +276,7 @@ pub async fn serve_connection(
                 Box::pin(close_after_error(&mut stream)).await;
                 return Ok(());
             }
+        // ANCHOR_END: select
         };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes
@@ -306,7 +307,6 @@ pub async fn serve_connection(
         }
     }
 }
-// ANCHOR_END: serve_connection
 
 /// The server is shutting down: answer the complete lines received (all answered already)
 /// and what one more read brings without waiting, then close cleanly, draining until the
@@ -374,7 +374,6 @@ pub async fn answer(
 }
 // ANCHOR_END: answer
 
-// ANCHOR: pool
 /// tokio's blocking pool, bounded for CPU work: a [`Semaphore`] with a permit per core, so
 /// that one fib per core runs at a time, and at most `queue` requests waiting for a permit.
 ///
@@ -398,6 +397,7 @@ impl Pool {
         }
     }
 
+    // ANCHOR: pool
     /// fib(n) on the blocking pool, or `None` at once when `queue` requests wait already.
     pub async fn fib(&self, n: u32) -> Option<io::Result<u64>> {
         let permit = match self.running.try_acquire() {
@@ -420,8 +420,8 @@ impl Pool {
         drop(permit);
         Some(value)
     }
+    // ANCHOR_END: pool
 }
-// ANCHOR_END: pool
 
 /// How long a connection being closed after an error answer may take to stop sending.
 const DRAIN_TIME: Duration = Duration::from_millis(100);
