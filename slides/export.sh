@@ -29,7 +29,7 @@ decks=(slides/opening.md)
 for deck in slides/step*.md; do
     decks+=("$deck")
 done
-decks+=(slides/closing.md)
+decks+=(slides/stopping.md slides/closing.md)
 for deck in slides/*.md; do
     case " ${decks[*]} " in
         *" $deck "*) ;;

@@ -94,7 +94,6 @@ impl shared::Server for Server {
     // ANCHOR_END: accept_loop
 }
 
-// ANCHOR: serve_connection
 /// Serves one connection until the client closes it: read what has arrived, answer every
 /// complete line in it, write the answers, repeat.
 ///
@@ -104,6 +103,7 @@ impl shared::Server for Server {
 ///
 /// When reading or writing the socket fails (the client reset the connection, which the
 /// caller does not report: a client leaving rudely is nothing the server must report).
+// ANCHOR: serve_connection
 pub fn serve_connection(
     mut stream: TcpStream,
     max_n: u32,
@@ -142,7 +142,9 @@ pub fn serve_connection(
             return Ok(());
         }
         lines.filled(received);
+        // ANCHOR_END: serve_connection
 
+        // ANCHOR: answer_lines
         // Answer every complete line of this read with one write: a pipelining client gets
         // all its answers in as few packets as possible.
         let mut flow = Flow::Continue;
@@ -168,7 +170,7 @@ pub fn serve_connection(
         }
     }
 }
-// ANCHOR_END: serve_connection
+// ANCHOR_END: answer_lines
 
 /// The client has been idle for `--idle-timeout`: tell it, and close.
 fn close_idle(mut stream: &TcpStream) -> io::Result<()> {

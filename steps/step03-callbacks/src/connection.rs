@@ -184,7 +184,6 @@ impl Connection {
     }
     // ANCHOR_END: stop
 
-    // ANCHOR: advance
     /// Moves from state to state for as long as the socket allows, and returns when the
     /// connection must wait for readiness ([`Status::Open`]) or is finished.
     ///
@@ -203,6 +202,7 @@ impl Connection {
     /// Production loops also cap the work done per callback (tokio gives each task a budget
     /// and then yields): here a client that pipelines without pause, and reads its answers
     /// as fast as they come, could keep the loop to itself.
+    // ANCHOR: advance
     fn advance(&mut self, max_n: u32) -> io::Result<Status> {
         loop {
             self.send_answers()?;

@@ -149,7 +149,6 @@ impl shared::Server for Server {
             .expect("a bound listener always has a local address")
     }
 
-    // ANCHOR: run
     fn run(self) -> io::Result<()> {
         // Shared with the accept loop, a task that spawns the connections' tasks on it.
         let executor = Arc::new(Executor::new());
@@ -164,6 +163,7 @@ impl shared::Server for Server {
         });
         let pool = Arc::new(Pool::start(&executor, pool_threads(), self.queue));
         let settings = self.settings;
+        // ANCHOR: run
         thread::scope(|scope| {
             // The extra threads run the executor until the accept loop ends: closing the
             // channel (dropping `done`) completes every `finished.recv()` at once.
@@ -206,9 +206,9 @@ fn pool_threads() -> usize {
     thread::available_parallelism().map_or(1, usize::from)
 }
 
-// ANCHOR: accept_loop
 /// Accepts connections and spawns a task for each, until Ctrl-C or SIGTERM: step05's loop,
 /// on library parts. Then waits for the connections to finish, for `--grace` at most.
+// ANCHOR: accept_loop
 async fn accept_loop(
     executor: Arc<Executor<'static>>,
     listener: TcpListener,
@@ -248,6 +248,7 @@ async fn accept_loop(
             Err(error) => return Err(error),
         }
     }
+    // ANCHOR_END: accept_loop
     // The listener closes: new clients are refused.
     drop(listener);
     let draining = open.sender_count() - 1;
@@ -263,7 +264,6 @@ async fn accept_loop(
     drain.finish("step06", cut);
     Ok(())
 }
-// ANCHOR_END: accept_loop
 
 /// Serves one connection until the client closes it: step05's handler, on `async-net`'s
 /// stream with the `futures` extension traits in place of step04's methods.

@@ -193,6 +193,7 @@ async fn accept_loop(
             Err(error) => return Err(error),
         }
     }
+    // ANCHOR_END: accept_loop
     // The listener closes: new clients are refused.
     drop(listener);
     let draining = connections.len();
@@ -205,6 +206,7 @@ async fn accept_loop(
     Ok(())
 }
 
+// ANCHOR: signals
 /// Cancels `stop` on the first Ctrl-C or SIGTERM, and exits at once on the second.
 async fn cancel_on_signal(stop: CancellationToken) {
     signalled().await;
@@ -213,6 +215,7 @@ async fn cancel_on_signal(stop: CancellationToken) {
     eprintln!("second signal: exiting without waiting for the connections");
     std::process::exit(130);
 }
+// ANCHOR_END: signals
 
 /// Completes on the next SIGINT (Ctrl-C) or SIGTERM.
 async fn signalled() {
@@ -236,7 +239,6 @@ async fn signalled() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-// ANCHOR_END: accept_loop
 
 /// Serves one connection until the client closes it: step06's handler, on tokio's stream and
 /// extension traits.
