@@ -36,14 +36,20 @@ pub struct Plan {
 #[serde(rename_all = "snake_case")]
 pub enum Load {
     /// One fast connection (in the per-core mode: the client on another CPU).
+    #[serde(rename = "fast_1")]
     Fast1,
     /// Per-core mode only: one fast connection, the client on the server's CPU.
+    #[serde(rename = "fast_1_same_cpu")]
     Fast1SameCpu,
+    #[serde(rename = "fast_2")]
     Fast2,
+    #[serde(rename = "fast_64")]
     Fast64,
     /// 8 connections, 16 requests in flight each.
     Pipelined,
+    #[serde(rename = "slow_1")]
     Slow1,
+    #[serde(rename = "slow_2")]
     Slow2,
     /// One fast and one slow client at once.
     FastAndSlow,
