@@ -94,6 +94,15 @@ pub fn is_client_gone(error: &io::Error) -> bool {
     )
 }
 
+/// Reports an `accept` that failed for a reason that is neither transient nor a lack of
+/// resources (`EPERM` from a firewall hook, `EPROTO`, an error a kernel adds later): a server
+/// says so, pauses for [`ACCEPT_BACKOFF`] as for running out of descriptors, and goes on
+/// serving the connections it has. Ending the server for it would end every client's service
+/// for one client's failed handshake.
+pub fn report_accept_error(step: &str, error: &io::Error) {
+    report(step, "accepting a connection failed", error);
+}
+
 /// How many connection errors [`report_connection_error`] prints a second at most.
 pub const ERRORS_PER_SECOND: u32 = 5;
 
@@ -109,6 +118,11 @@ pub fn report_connection_error(step: &str, error: &io::Error) {
     if is_client_gone(error) {
         return;
     }
+    report(step, "a connection failed", error);
+}
+
+/// Prints `step: what: error` on stderr, at most [`ERRORS_PER_SECOND`] lines a second.
+fn report(step: &str, what: &str, error: &io::Error) {
     let now = Instant::now();
     let mut reported = REPORTED
         .lock()
@@ -125,9 +139,9 @@ pub fn report_connection_error(step: &str, error: &io::Error) {
     let skipped = std::mem::take(skipped);
     drop(reported);
     if skipped > 0 {
-        eprintln!("{step}: a connection failed: {error} (and {skipped} more not shown)");
+        eprintln!("{step}: {what}: {error} (and {skipped} more errors not shown)");
     } else {
-        eprintln!("{step}: a connection failed: {error}");
+        eprintln!("{step}: {what}: {error}");
     }
 }
 

@@ -41,7 +41,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shared::cli::{Config, NoOptions};
-use shared::net::{self, ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use shared::net::{self, ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
 use shared::protocol::{self, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer};
 
 /// The step01 server: a listening socket and the protocol's `--max-n` and `--idle-timeout`.
@@ -83,11 +83,16 @@ impl shared::Server for Server {
                         net::report_connection_error("step01", &error);
                     }
                 }
-                // Out of file descriptors: the waiting connection stays in the backlog.
-                // Pause instead of retrying in a tight loop at 100% CPU.
-                Err(error) if is_out_of_fds(&error) => thread::sleep(ACCEPT_BACKOFF),
                 Err(error) if is_transient_accept_error(&error) => continue,
-                Err(error) => return Err(error),
+                // Out of file descriptors (or another failure): the waiting connection stays
+                // in the backlog. Pause instead of retrying in a tight loop at 100% CPU, and
+                // keep serving: say so only when it is not the usual lack of descriptors.
+                Err(error) => {
+                    if !is_out_of_resources(&error) {
+                        net::report_accept_error("step01", &error);
+                    }
+                    thread::sleep(ACCEPT_BACKOFF);
+                }
             }
         }
     }

@@ -40,7 +40,7 @@ use std::thread;
 use std::time::Duration;
 
 use shared::cli::{Config, NoOptions};
-use shared::net::{self, ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use shared::net::{self, ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
 use step01::serve_connection;
 
 /// The step02 server: a listening socket and the protocol's `--max-n` and `--idle-timeout`.
@@ -94,9 +94,13 @@ impl shared::Server for Server {
                         thread::sleep(ACCEPT_BACKOFF);
                     }
                 }
-                Err(error) if is_out_of_fds(&error) => thread::sleep(ACCEPT_BACKOFF),
                 Err(error) if is_transient_accept_error(&error) => continue,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    if !is_out_of_resources(&error) {
+                        net::report_accept_error("step02", &error);
+                    }
+                    thread::sleep(ACCEPT_BACKOFF);
+                }
             }
         }
     }

@@ -237,9 +237,13 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _peer)) => self.add_connection(stream),
                 Err(error) if would_block(&error) => return Ok(()),
-                Err(error) if is_out_of_resources(&error) => return self.pause_accepting(),
                 Err(error) if is_transient_accept_error(&error) => continue,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    if !is_out_of_resources(&error) {
+                        net::report_accept_error("step03", &error);
+                    }
+                    return self.pause_accepting();
+                }
             }
         }
     }

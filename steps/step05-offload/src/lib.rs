@@ -2,7 +2,7 @@
 //!
 //! One thread still does all the I/O, running every connection as an `async fn` task on
 //! step04's executor and reactor. What changed is where fib runs: a large `n` goes to a small
-//! pool of threads, one per core, and its answer comes back as a future whose task the worker
+//! pool of threads, one per core, and its answer comes back as a future whose task the pool thread
 //! thread wakes.
 //!
 //! **What changed since step04:** step04's loop stalled for everybody while one fib(40) ran
@@ -11,9 +11,9 @@
 //! meanwhile. The executor, reactor and sockets are step04's, used as a library, so this crate
 //! holds only the new idea:
 //!
-//! - [`pool`]: the worker threads and their job queue;
+//! - [`pool`]: the pool threads and their job queue;
 //! - [`offload`]: the future an answer comes back through, a slot and a waker shared with the
-//!   worker (a oneshot channel), and the reason step04's wakers are `Send + Sync` and
+//!   pool thread (a oneshot channel), and the reason step04's wakers are `Send + Sync` and
 //!   interrupt the reactor's wait;
 //! - this file: the server on step04's accept loop and connection handler (`step04::serve`),
 //!   with an [`Offloaded`] answer that decides where each fib runs: step04's [`Inline`]
@@ -21,10 +21,10 @@
 //!
 //! [`Inline`]: step04::Inline
 //!
-//! **Which requests go to the pool, and why not all of them:** the hop to a worker and back
-//! is not free. The job is queued and a sleeping worker woken (a futex call; the scheduler
+//! **Which requests go to the pool, and why not all of them:** the hop to a pool thread and back
+//! is not free. The job is queued and a sleeping pool thread woken (a futex call; the scheduler
 //! finds it a core), the request's bytes move to that core's cache and the answer back, and
-//! the worker wakes the loop (a write to the reactor's eventfd, `epoll_wait` returns). That
+//! the pool thread wakes the loop (a write to the reactor's eventfd, `epoll_wait` returns). That
 //! round trip takes tens of microseconds (16 µs measured here); fib(n) costs about 1.6 times
 //! more with every n. Small n are computed inline, where offloading would make the request
 //! slower than computing it and spare the loop only a stall shorter than the hop; from
@@ -48,8 +48,8 @@
 //! ```
 //!
 //! **What to observe:** a slow client no longer stalls the fast ones. While its fib(40)
-//! computes on a worker, the fast client's answers keep coming within tens of microseconds,
-//! as before it started. Its requests per second drop only by what the worker takes from the
+//! computes on a pool thread, the fast client's answers keep coming within tens of microseconds,
+//! as before it started. Its requests per second drop only by what the pool thread takes from the
 //! loop and the client: on a two-core machine one slow client costs the fast one a share of a
 //! core (compare the results table's `fast+slow: fast` with `1 fast`). Two slow clients
 //! compute in parallel on two cores, each as fast as one alone.

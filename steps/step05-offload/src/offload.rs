@@ -1,9 +1,9 @@
 //! The offload future: how a value computed on another thread gets back to a task.
 //!
 //! A oneshot channel, the smallest there is: a slot behind a `Mutex`, shared by the task
-//! (which polls an [`Offload`]) and the worker thread (which holds the [`Completer`]). The
-//! task, finding the slot empty, leaves its [`Waker`] there; the worker fills the slot and
-//! calls the waker. That call happens on the worker's thread, which is why step04's wakers
+//! (which polls an [`Offload`]) and the pool thread (which holds the [`Completer`]). The
+//! task, finding the slot empty, leaves its [`Waker`] there; the pool thread fills the slot and
+//! calls the waker. That call happens on the pool thread, which is why step04's wakers
 //! are `Send + Sync` and interrupt the reactor's wait: the loop may be asleep in
 //! `epoll_wait` when the answer is ready.
 
@@ -66,8 +66,8 @@ impl<T> Future for Offload<T> {
             )));
         }
         // Not done yet (or a spurious wakeup): make sure the latest waker is the one called.
-        // The check and the store happen under the lock the worker takes to send, so the
-        // worker either sees this waker or has sent the value we would have seen above.
+        // The check and the store happen under the lock the pool thread takes to send, so the
+        // pool thread either sees this waker or has sent the value we would have seen above.
         match &mut slot.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             waker => *waker = Some(cx.waker().clone()),

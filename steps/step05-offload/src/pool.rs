@@ -1,6 +1,6 @@
-//! A fixed pool of worker threads for CPU work, one per core.
+//! A fixed pool of pool threads for CPU work, one per core.
 //!
-//! Jobs go through a channel; each worker takes the next job, runs it, and takes another.
+//! Jobs go through a channel; each pool thread takes the next job, runs it, and takes another.
 //! [`Pool::run`] hands back an [`Offload`] future, so the task that offloaded the work waits
 //! for it like for a socket: it steps aside, and the loop serves everybody else meanwhile.
 //!
@@ -16,7 +16,7 @@ use std::thread;
 
 use crate::offload::{self, Offload};
 
-/// Work for a worker thread: a closure that sends its own result (it owns a `Completer`).
+/// Work for a pool thread: a closure that sends its own result (it owns a `Completer`).
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of threads that run closures and send their results back as futures.
@@ -45,7 +45,7 @@ impl Pool {
         Pool::new(threads, queue_for(threads.get()))
     }
 
-    /// A pool of `threads` worker threads, where at most `queue` jobs wait for a thread.
+    /// A pool of `threads` pool threads, where at most `queue` jobs wait for a thread.
     ///
     /// # Errors
     ///
@@ -64,14 +64,14 @@ impl Pool {
         Ok(Pool { jobs, threads })
     }
 
-    /// How many worker threads the pool has.
+    /// How many pool threads the pool has.
     pub fn threads(&self) -> NonZeroUsize {
         self.threads
     }
 
     // ANCHOR: run
-    /// Runs `work` on a worker thread; the future resolves to its result, its task woken by
-    /// the worker. When the queue is full, the work is refused at once: [`Busy`].
+    /// Runs `work` on a pool thread; the future resolves to its result, its task woken by
+    /// the pool thread. When the queue is full, the work is refused at once: [`Busy`].
     ///
     /// The future's output is an error only if `work` panics.
     ///
@@ -89,7 +89,7 @@ impl Pool {
         {
             Ok(()) => Ok(offload),
             Err(TrySendError::Full(_)) => Err(Busy),
-            // Every worker has exited, which they do only when the pool is dropped (and
+            // Every pool thread has exited, which they do only when the pool is dropped (and
             // `self` is alive) or when a job panicked. The job comes back in the error and is
             // dropped with its completer, and the future reports the failure.
             Err(TrySendError::Disconnected(_)) => Ok(offload),
@@ -98,11 +98,11 @@ impl Pool {
     // ANCHOR_END: run
 }
 
-/// A worker thread: take a job, run it, repeat, until the pool is dropped.
+/// A pool thread: take a job, run it, repeat, until the pool is dropped.
 fn work(queue: &Mutex<Receiver<Job>>) {
     loop {
         // The lock is held only while taking a job, not while running it (the guard is a
-        // temporary of this statement), so idle workers can take the next jobs meanwhile.
+        // temporary of this statement), so idle pool threads can take the next jobs meanwhile.
         // Poisoning cannot leave a `Receiver` inconsistent, so a poisoned lock is used as is.
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         match job {

@@ -185,12 +185,16 @@ async fn accept_loop(
                     }
                 });
             }
+            Err(error) if is_transient_accept_error(&error) => continue,
             // The listener stays readable while connections wait in the backlog, so
             // retrying at once would spin. Sleep as a task: the other connections are
             // served meanwhile, and one of them closing frees a descriptor.
-            Err(error) if is_out_of_resources(&error) => tokio::time::sleep(ACCEPT_BACKOFF).await,
-            Err(error) if is_transient_accept_error(&error) => continue,
-            Err(error) => return Err(error),
+            Err(error) => {
+                if !is_out_of_resources(&error) {
+                    shared::net::report_accept_error("step09", &error);
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
         }
     }
     // ANCHOR_END: accept_loop
