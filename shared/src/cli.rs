@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,6 +55,16 @@ pub struct Config {
     /// `error: busy` at once [default: 4 per pool thread]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue: Option<u64>,
+
+    /// Print every event of the loop as it happens, one line each, on stderr (slows the
+    /// server: for watching a few requests, with `fast --rate 2`)
+    #[arg(long)]
+    pub trace: bool,
+
+    /// Write the loop's events as a Chrome trace (one track per thread; open it in
+    /// https://ui.perfetto.dev or chrome://tracing), written out when the server stops
+    #[arg(long, value_name = "FILE.json")]
+    pub trace_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -66,6 +77,8 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             grace: DEFAULT_GRACE,
             queue: None,
+            trace: false,
+            trace_file: None,
         }
     }
 }
@@ -135,6 +148,11 @@ pub trait Server: Sized {
     /// 09). Where not, `--queue` is hidden and refused.
     const COMPUTE_POOL: bool = false;
 
+    /// The crates whose events `--trace` and `--trace-file` show: the step's own (a
+    /// hand-rolled loop), or the libraries' it runs on. Empty: the step has no loop of its own
+    /// to watch, and the options are refused with a pointer to its header.
+    const TRACE_TARGETS: &'static [&'static str] = &[];
+
     /// Opens the listening socket(s).
     ///
     /// # Errors
@@ -176,6 +194,16 @@ pub fn parse<S: Server>(
     Ok((cli.config, cli.options))
 }
 
+/// Installs what `--trace` and `--trace-file` ask for, for a step tracing `targets`: the
+/// guard to keep until the server stops, or `None`.
+///
+/// # Errors
+///
+/// When the trace file cannot be created.
+pub fn trace(targets: &[&str], config: &Config) -> io::Result<Option<crate::trace::Tracing>> {
+    crate::trace::init(targets, config.trace, config.trace_file.as_deref())
+}
+
 /// Parses the command line, binds, prints `listening on ADDR`, and serves: the whole `main`
 /// of a step. `name` is the package name (`step01`) shown in `--help` and errors.
 pub fn main<S: Server>(name: &'static str) -> ExitCode {
@@ -199,6 +227,16 @@ pub fn main<S: Server>(name: &'static str) -> ExitCode {
             "queue",
             "has no compute pool to queue for",
         ),
+        (
+            S::TRACE_TARGETS.is_empty(),
+            "trace",
+            "has no event loop of its own to trace (its header says how to watch it)",
+        ),
+        (
+            S::TRACE_TARGETS.is_empty(),
+            "trace_file",
+            "has no event loop of its own to trace (its header says how to watch it)",
+        ),
     ]
     .into_iter()
     .filter_map(|(unsupported, arg, why)| unsupported.then_some((arg, why)))
@@ -209,13 +247,21 @@ pub fn main<S: Server>(name: &'static str) -> ExitCode {
     let matches = command.get_matches();
     for (arg, why) in &unsupported {
         if matches.value_source(arg) == Some(ValueSource::CommandLine) {
-            eprintln!("{name}: --{arg}: {name} {why}");
+            eprintln!("{name}: --{}: {name} {why}", arg.replace('_', "-"));
             return ExitCode::from(2);
         }
     }
     let cli = match Cli::<S::Options>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
+    };
+    // Kept until `main` returns: dropping it writes the trace file out.
+    let _tracing = match trace(S::TRACE_TARGETS, &cli.config) {
+        Ok(tracing) => tracing,
+        Err(error) => {
+            eprintln!("{name}: cannot trace: {error}");
+            return ExitCode::FAILURE;
+        }
     };
     let server = match S::bind(&cli.config, &cli.options) {
         Ok(server) => server,

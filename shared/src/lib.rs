@@ -7,12 +7,14 @@
 //!   [`Server`] trait through which `main`, the tests and the benchmarks start any step;
 //! - [`net`]: socket helpers (running out of file descriptors, reporting a failed
 //!   connection);
-//! - [`shutdown`]: hearing about Ctrl-C and SIGTERM, and what a step says as it drains.
+//! - [`shutdown`]: hearing about Ctrl-C and SIGTERM, and what a step says as it drains;
+//! - [`trace`]: `--trace` and `--trace-file`, watching a loop turn.
 
 pub mod cli;
 pub mod fib;
 pub mod net;
 pub mod protocol;
 pub mod shutdown;
+pub mod trace;
 
 pub use cli::{Config, NoOptions, Server};

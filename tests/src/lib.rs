@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod checks;
 pub mod child;
+pub mod trace;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -279,7 +279,9 @@ impl Connection {
         loop {
             let spare = self.requests.spare();
             let offered = spare.len();
-            match self.stream.read(spare) {
+            let read = self.stream.read(spare);
+            trace_io(self.token, "read", &read);
+            match read {
                 Ok(0) => return Ok(Received::EndOfInput),
                 Ok(n) => {
                     self.requests.filled(n);
@@ -303,7 +305,9 @@ impl Connection {
             // A write may take only part of what it is offered (a partial write): the
             // kernel's send buffer had room for that much. Offer the rest until it says
             // WouldBlock.
-            match self.stream.write(&self.answers[sent..]) {
+            let written = self.stream.write(&self.answers[sent..]);
+            trace_io(self.token, "write", &written);
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => sent += n,
                 Err(error) if would_block(&error) => break,
@@ -353,6 +357,10 @@ impl Connection {
             State::Lingering => Interest::READABLE,
         };
         if wanted != self.interest {
+            tracing::trace!(
+                "conn {}: epoll_ctl: now waits until {wanted:?}",
+                self.token.0
+            );
             registry.reregister(&mut self.stream, self.token, wanted)?;
             self.interest = wanted;
         }
@@ -371,4 +379,15 @@ pub(crate) fn would_block(error: &io::Error) -> bool {
 /// A signal arrived during the system call; nothing went wrong, try again.
 pub(crate) fn interrupted(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::Interrupted
+}
+
+/// `--trace`: what a read or a write on a connection did.
+fn trace_io(token: Token, what: &str, result: &io::Result<usize>) {
+    let conn = token.0;
+    match result {
+        Ok(0) if what == "read" => tracing::trace!("conn {conn}: read: end of input"),
+        Ok(bytes) => tracing::trace!("conn {conn}: {what} {bytes} bytes"),
+        Err(error) if would_block(error) => tracing::trace!("conn {conn}: {what}: would block"),
+        Err(error) => tracing::trace!("conn {conn}: {what}: {error}"),
+    }
 }

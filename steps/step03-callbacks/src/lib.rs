@@ -124,6 +124,7 @@ impl shared::Server for Server {
     type Options = NoOptions;
     const ABOUT: &'static str = "Step 3: a fib server on one thread: non-blocking sockets and \
                                  callbacks on readiness (mio).";
+    const TRACE_TARGETS: &'static [&'static str] = &["step03"];
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         let poll = Poll::new()?;
@@ -172,7 +173,7 @@ impl shared::Server for Server {
             // The one place this thread waits: until some registered socket is ready, or the
             // nearest deadline (an idle connection, the end of a pause in accepting or of a
             // shutdown's grace).
-            if let Err(error) = self.poll.poll(&mut events, self.next_timeout()) {
+            if let Err(error) = self.wait(&mut events) {
                 if connection::interrupted(&error) {
                     continue;
                 }
@@ -217,6 +218,7 @@ impl Server {
     /// Drops a connection whose callback said it is finished.
     fn after(&mut self, token: Token, status: Status) {
         if status == Status::Closed {
+            tracing::trace!("conn {}: closed", token.0);
             // Dropping the connection closes its socket; its key is free for reuse (a timer
             // still holding it finds another connection, or none, and looks again: see
             // `time_out_idle_connections`).
@@ -227,6 +229,43 @@ impl Server {
         }
     }
     // ANCHOR_END: dispatch
+
+    /// Waits in `poll` until the nearest deadline, and says what came (`--trace`).
+    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
+        let timeout = self.next_timeout();
+        let _wait = tracing::trace_span!("wait").entered();
+        self.poll.poll(events, timeout)?;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_events(events);
+        }
+        Ok(())
+    }
+
+    /// `--trace`: what one wait brought (`epoll_wait → 2 events: conn 3 readable, ...`).
+    fn trace_events(&self, events: &Events) {
+        let described: Vec<String> = events
+            .iter()
+            .map(|event| {
+                let what = match self.callbacks.get(event.token().0) {
+                    Some(Callback::Accept) => "listener",
+                    Some(Callback::Shutdown) => "the signal's waker",
+                    _ => "conn",
+                };
+                let how = match (event.is_readable(), event.is_writable()) {
+                    (true, true) => "readable and writable",
+                    (true, false) => "readable",
+                    (false, true) => "writable",
+                    (false, false) => "ready",
+                };
+                format!("{what} {} {how}", event.token().0)
+            })
+            .collect();
+        match described.len() {
+            0 => tracing::trace!("epoll_wait → nothing: a deadline is due"),
+            1 => tracing::trace!("epoll_wait → 1 event: {}", described[0]),
+            n => tracing::trace!("epoll_wait → {n} events: {}", described.join(", ")),
+        }
+    }
 
     /// The listener's callback: accept every connection waiting in the backlog.
     ///
@@ -254,6 +293,7 @@ impl Server {
         // If the poll cannot watch one more socket (a kernel limit on watched descriptors),
         // the stream has been dropped, which closes that one connection; the server goes on.
         let token = Token(entry.key());
+        tracing::trace!("accept → conn {}", token.0);
         if let Ok(connection) = Connection::register(stream, token, self.poll.registry()) {
             entry.insert(Callback::Serve(connection));
             if let Some(idle) = self.idle {
@@ -323,6 +363,7 @@ impl Server {
             };
             match connection.idle_deadline(idle) {
                 Some(deadline) if deadline <= now => {
+                    tracing::trace!("conn {}: idle too long: error: idle timeout", token.0);
                     let status = connection.time_out(self.poll.registry(), self.max_n);
                     self.after(token, status);
                     // Ending takes a while (the error is sent, then input drained): keep an

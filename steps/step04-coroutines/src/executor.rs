@@ -26,11 +26,28 @@ use crate::reactor::{Notifier, Reactor};
 thread_local! {
     /// The executor of the [`block_on`] running on this thread, for [`spawn`].
     static CURRENT: RefCell<Option<Rc<Executor>>> = const { RefCell::new(None) };
+    /// The task being polled on this thread, for what `--trace` says about it.
+    static POLLING: Cell<TaskId> = const { Cell::new(MAIN) };
+    /// What is waking tasks on this thread right now (the reactor sets it), for `--trace`.
+    static WAKING: Cell<Option<fn() -> &'static str>> = const { Cell::new(None) };
+}
+
+/// The task being polled on this thread (0, the main future, outside a task's poll): what
+/// `--trace` names when a task arms a socket or a timer.
+pub fn current_task() -> TaskId {
+    POLLING.get()
+}
+
+/// Runs `wake` (which wakes tasks) saying, in `--trace`, what is waking them.
+pub(crate) fn waking_because(cause: fn() -> &'static str, wake: impl FnOnce()) {
+    WAKING.set(Some(cause));
+    wake();
+    WAKING.set(None);
 }
 
 /// A task's number. Numbers are never reused, so a late wake-up of a finished task cannot
 /// run another one by mistake.
-type TaskId = usize;
+pub type TaskId = usize;
 
 /// The id of the future passed to [`block_on`]; spawned tasks count up from 1.
 const MAIN: TaskId = 0;
@@ -133,8 +150,35 @@ impl Wake for TaskHandle {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_wake();
+        }
+        self.schedule();
+    }
+}
+
+impl TaskHandle {
+    /// Puts the task in the run queue, unless it is there already.
+    fn schedule(&self) {
         if !self.scheduled.swap(true, Ordering::AcqRel) {
             self.queue.push(self.id);
+        }
+    }
+
+    /// `--trace`: who woke this task: the reactor (it says which socket just before), a
+    /// timer, another task, or another thread (a pool thread, the signal's).
+    fn trace_wake(&self) {
+        let id = self.id;
+        if thread::current().id() != self.queue.owner {
+            let thread = thread::current();
+            let by = thread.name().unwrap_or("another thread");
+            tracing::trace!("task {id} woken by {by}");
+        } else if let Some(cause) = WAKING.get() {
+            tracing::trace!("task {id} woken by {}", cause());
+        } else if POLLING.get() == id {
+            tracing::trace!("task {id} woke itself (it yields)");
+        } else {
+            tracing::trace!("task {id} woken by task {}", POLLING.get());
         }
     }
 }
@@ -194,9 +238,10 @@ impl Executor {
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()>>>) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        tracing::trace!("task {id} spawned by task {}", POLLING.get());
         let handle = self.handle(id);
         // A new task is ready to run: its first poll starts it.
-        handle.wake_by_ref();
+        handle.schedule();
         self.tasks.borrow_mut().insert(id, Task { future, handle });
     }
 
@@ -207,7 +252,7 @@ impl Executor {
         let mut main = pin!(future);
         let main_handle = self.handle(MAIN);
         let main_waker = Waker::from(Arc::clone(&main_handle));
-        main_handle.wake_by_ref();
+        main_handle.schedule();
 
         let mut batch = Vec::new();
         // Tasks polled since the reactor last looked at the sockets.
@@ -220,8 +265,7 @@ impl Executor {
                 polled += 1;
                 if id == MAIN {
                     main_handle.scheduled.store(false, Ordering::Release);
-                    let mut cx = Context::from_waker(&main_waker);
-                    if let Poll::Ready(output) = main.as_mut().poll(&mut cx) {
+                    if let Poll::Ready(output) = poll_main(main.as_mut(), &main_waker) {
                         return Ok(output);
                     }
                 } else {
@@ -254,15 +298,37 @@ impl Executor {
         // Cleared before polling: a wake-up during the poll must queue the task again.
         task.handle.scheduled.store(false, Ordering::Release);
         let waker = Waker::from(Arc::clone(&task.handle));
-        match task.future.as_mut().poll(&mut Context::from_waker(&waker)) {
+        let span = tracing::trace_span!("poll", task = id).entered();
+        POLLING.set(id);
+        let polled = task.future.as_mut().poll(&mut Context::from_waker(&waker));
+        POLLING.set(MAIN);
+        drop(span);
+        match polled {
             // Finished: dropping the task drops its future's state: its sockets leave the
             // reactor and close. Wakers of it still held elsewhere only queue an id nobody has.
-            Poll::Ready(()) => drop(task),
+            Poll::Ready(()) => {
+                tracing::trace!("task {id} polled: Ready, finished");
+                drop(task);
+            }
             Poll::Pending => {
+                tracing::trace!("task {id} polled: Pending");
                 self.tasks.borrow_mut().insert(id, task);
             }
         }
     }
+}
+
+/// Polls the main future (task 0) once, saying so for `--trace` as [`Executor::run_task`]
+/// does for the others.
+fn poll_main<F: Future>(main: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    let span = tracing::trace_span!("poll", task = MAIN).entered();
+    let polled = main.poll(&mut Context::from_waker(waker));
+    drop(span);
+    match polled {
+        Poll::Ready(_) => tracing::trace!("task {MAIN} polled: Ready, the server ends"),
+        Poll::Pending => tracing::trace!("task {MAIN} polled: Pending"),
+    }
+    polled
 }
 
 /// While alive, makes the executor and the reactor this thread's current ones (for

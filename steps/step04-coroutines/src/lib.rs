@@ -119,6 +119,7 @@ impl shared::Server for Server {
     type Options = NoOptions;
     const ABOUT: &'static str = "Step 4: a fib server of async fn tasks on a hand-rolled \
                                  executor and reactor, one thread.";
+    const TRACE_TARGETS: &'static [&'static str] = &["step04"];
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         Ok(Server {
@@ -277,8 +278,14 @@ pub async fn serve_connection(
         let read = stream.read(lines.spare());
         let received = match race(read, stopped.as_mut(), time::sleep_until(deadline)).await {
             First::A(received) => received?,
-            First::B(()) => return Box::pin(finish(&stream, &mut lines, answerer, stop)).await,
-            First::C(()) => return Box::pin(close_idle(&stream)).await,
+            First::B(()) => {
+                tracing::trace!("conn {}: the server stops: last answers", stream.key());
+                return Box::pin(finish(&stream, &mut lines, answerer, stop)).await;
+            }
+            First::C(()) => {
+                tracing::trace!("conn {}: idle too long: error: idle timeout", stream.key());
+                return Box::pin(close_idle(&stream)).await;
+            }
         };
         if received == 0 {
             // End of input: every complete line has been answered already, and any bytes

@@ -31,9 +31,9 @@ impl TcpListener {
     /// Outside [`block_on`](crate::executor::block_on).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
-        Ok(TcpListener {
-            inner: Reactor::current().register(listener)?,
-        })
+        let inner = Reactor::current().register(listener)?;
+        inner.name("listener");
+        Ok(TcpListener { inner })
     }
 
     /// The address the listener is bound to.
@@ -57,7 +57,9 @@ impl TcpListener {
             .inner
             .io(Direction::Read, |listener| listener.accept())
             .await?;
-        Ok((TcpStream::from_std(stream)?, peer))
+        let stream = TcpStream::from_std(stream)?;
+        tracing::trace!("accept → conn {}", stream.key());
+        Ok((stream, peer))
     }
     // ANCHOR_END: accept
 }
@@ -94,9 +96,19 @@ impl TcpStream {
     /// As `read(2)`: the peer reset the connection, ...
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // `&std::net::TcpStream` implements `Read`: reading a socket needs no `&mut`.
+        let key = self.key();
         self.inner
-            .io(Direction::Read, |mut stream| stream.read(buf))
+            .io(Direction::Read, |mut stream| {
+                let read = stream.read(buf);
+                trace_io("read", key, &read);
+                read
+            })
             .await
+    }
+
+    /// The socket's key with the reactor: how `--trace` names it (`conn 7`).
+    pub fn key(&self) -> usize {
+        self.inner.key()
     }
 
     /// Reads what has arrived into `buf` without waiting: `Ok(None)` when nothing has.
@@ -118,8 +130,13 @@ impl TcpStream {
     ///
     /// As `write(2)`: the peer reset the connection or closed it (`BrokenPipe`), ...
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        let key = self.key();
         self.inner
-            .io(Direction::Write, |mut stream| stream.write(buf))
+            .io(Direction::Write, |mut stream| {
+                let written = stream.write(buf);
+                trace_io("write", key, &written);
+                written
+            })
             .await
     }
 
@@ -146,5 +163,17 @@ impl TcpStream {
     /// As [`std::net::TcpStream::shutdown`].
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.get_ref().shutdown(how)
+    }
+}
+
+/// `--trace`: what a read or a write on `conn {key}` did.
+fn trace_io(what: &str, key: usize, result: &io::Result<usize>) {
+    match result {
+        Ok(0) if what == "read" => tracing::trace!("conn {key}: read: end of input"),
+        Ok(bytes) => tracing::trace!("conn {key}: {what} {bytes} bytes"),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            tracing::trace!("conn {key}: {what}: would block")
+        }
+        Err(error) => tracing::trace!("conn {key}: {what}: {error}"),
     }
 }

@@ -53,6 +53,8 @@ pub struct Reactor {
 struct Waiting {
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// What the socket is, for `--trace`: "conn" (the default) or "listener".
+    what: Option<&'static str>,
 }
 
 /// Which readiness a task waits for.
@@ -156,7 +158,13 @@ impl Reactor {
         };
         let mut events = self.events.borrow_mut();
         events.clear();
-        self.poller.wait(&mut events, timeout)?;
+        {
+            let _wait = tracing::trace_span!("wait", block).entered();
+            self.poller.wait(&mut events, timeout)?;
+        }
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_events(&events, block);
+        }
 
         // Waking a task only queues it in the executor; no task code runs in this function,
         // which is why it is fine to hold these borrows while waking.
@@ -174,7 +182,7 @@ impl Reactor {
                     .into_iter()
                     .flatten()
                 {
-                    waker.wake();
+                    crate::executor::waking_because(|| "the reactor", || waker.wake());
                 }
             }
         }
@@ -186,9 +194,49 @@ impl Reactor {
             if entry.key().0 > now {
                 break;
             }
-            entry.remove().wake();
+            let waker = entry.remove();
+            crate::executor::waking_because(|| "a timer", || waker.wake());
         }
         Ok(())
+    }
+
+    /// `--trace`: what one wait brought, `epoll_wait → 2 events: conn 3 readable, listener 0
+    /// readable`.
+    fn trace_events(&self, events: &Events, block: bool) {
+        let sources = self.sources.borrow();
+        let described: Vec<String> = events
+            .iter()
+            .map(|event| {
+                let what = sources
+                    .get(&event.key)
+                    .and_then(|waiting| waiting.what)
+                    .unwrap_or("conn");
+                let how = match (event.readable, event.writable) {
+                    (true, true) => "readable and writable",
+                    (true, false) => "readable",
+                    (false, true) => "writable",
+                    (false, false) => "ready",
+                };
+                format!("{what} {} {how}", event.key)
+            })
+            .collect();
+        let wait = if block {
+            "epoll_wait"
+        } else {
+            "epoll_wait (no waiting)"
+        };
+        match described.len() {
+            0 if !block => {}
+            0 => tracing::trace!("{wait} → nothing (a timer, or another thread woke the loop)"),
+            n => tracing::trace!("{wait} → {n} event{}: {}", plural(n), described.join(", ")),
+        }
+    }
+
+    /// Names the socket `key` for `--trace` ("listener").
+    pub(crate) fn name(&self, key: usize, what: &'static str) {
+        if let Some(waiting) = self.sources.borrow_mut().get_mut(&key) {
+            waiting.what = Some(what);
+        }
     }
 
     /// Arms interest in `direction` for the socket `key`, on behalf of the task of `waker`.
@@ -204,6 +252,15 @@ impl Reactor {
             .get_mut(&key)
             .expect("a socket is registered for as long as its Registration lives");
         *waiting.slot(direction) = Some(waker.clone());
+        tracing::trace!(
+            "task {} waits to {} {} {key}: epoll_ctl arms it",
+            crate::executor::current_task(),
+            match direction {
+                Direction::Read => "read",
+                Direction::Write => "write",
+            },
+            waiting.what.unwrap_or("conn"),
+        );
         // Ask for both directions if both have a waiting task: re-arming replaces the
         // previous interest rather than adding to it.
         let interest = Event::new(key, waiting.reader.is_some(), waiting.writer.is_some());
@@ -285,4 +342,8 @@ impl Notifier {
         // interrupted: nothing to do about an error.
         let _ = self.0.notify();
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

@@ -37,6 +37,16 @@ impl<T: AsSource> Registration<T> {
         &self.io
     }
 
+    /// The socket's key with the reactor: how `--trace` names it (`conn 7`).
+    pub fn key(&self) -> usize {
+        self.key
+    }
+
+    /// Names the socket in `--trace` ("listener").
+    pub(crate) fn name(&self, what: &'static str) {
+        self.reactor.name(self.key, what);
+    }
+
     /// Runs the non-blocking operation `op` until it does not return `WouldBlock`, waiting
     /// for `direction` readiness between tries: the heart of every async socket operation.
     ///

@@ -91,6 +91,7 @@ impl shared::Server for Server {
     const ABOUT: &'static str = "Step 5: step04's single-threaded async fn loop, plus a thread \
                                  pool (one thread per core) for large fib(n).";
     const COMPUTE_POOL: bool = true;
+    const TRACE_TARGETS: &'static [&'static str] = &["step04", "step05"];
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         Ok(Server {
@@ -137,10 +138,15 @@ impl Answer for Offloaded {
         let value = if n < OFFLOAD_FROM_N {
             fib(n)
         } else {
-            match self.pool.run(move || fib(n)) {
+            match self.pool.run(move || traced_fib(n)) {
                 // This task waits; the loop serves the other connections meanwhile.
-                Ok(offload) => offload.await?,
+                Ok(offload) => {
+                    let task = step04::executor::current_task();
+                    tracing::trace!("task {task}: fib({n}) to the pool");
+                    offload.await?
+                }
                 Err(Busy) => {
+                    tracing::trace!("fib({n}) refused: the pool's queue is full: error: busy");
                     out.extend_from_slice(BUSY_ANSWER);
                     return Ok(Flow::Continue);
                 }
@@ -151,3 +157,20 @@ impl Answer for Offloaded {
     }
 }
 // ANCHOR_END: answer
+
+/// fib(n) on a pool thread; with `--trace`, a span (a bar on the thread's track in the
+/// timeline) and a line saying how long it took.
+fn traced_fib(n: u32) -> u64 {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return fib(n);
+    }
+    let started = std::time::Instant::now();
+    let value = tracing::trace_span!("fib", n).in_scope(|| fib(n));
+    let thread = std::thread::current();
+    tracing::trace!(
+        "fib({n}) done on {} after {:.1} ms",
+        thread.name().unwrap_or("a pool thread"),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    value
+}

@@ -216,8 +216,7 @@ async fn accept_loop(
     pool: Arc<Pool>,
     stop: Receiver<()>,
 ) -> io::Result<()> {
-    // Every connection's task holds a clone of `open`; once they are all dropped, `closed`
-    // says so.
+    // Each connection's task holds a clone of `open`; when all are dropped, `closed` says so.
     let (open, closed) = async_channel::bounded::<()>(1);
     loop {
         let accepted = select_biased! {
@@ -225,8 +224,7 @@ async fn accept_loop(
             accepted = listener.accept().fuse() => accepted,
         };
         match accepted {
-            // `spawn` returns a handle to the task's result, and dropping that handle would
-            // cancel the task: `detach` lets it run on its own.
+            // Dropping the handle `spawn` returns would cancel the task: `detach` it.
             Ok((stream, _peer)) => {
                 let (pool, stop, open) = (Arc::clone(&pool), stop.clone(), open.clone());
                 executor
@@ -239,9 +237,8 @@ async fn accept_loop(
                     .detach();
             }
             Err(error) if is_transient_accept_error(&error) => continue,
-            // The listener stays readable while connections wait in the backlog, so
-            // retrying at once would spin. Sleep as a task: the other connections are
-            // served meanwhile, and one of them closing frees a descriptor.
+            // The listener stays readable, so retrying at once would spin. Sleep as a task:
+            // the others are served meanwhile, and one of them closing frees a descriptor.
             Err(error) => {
                 if !is_out_of_resources(&error) {
                     shared::net::report_accept_error("step06", &error);
