@@ -10,7 +10,7 @@
 //! arguments are not even evaluated.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::path::Path;
 use std::time::Instant;
 
@@ -58,6 +58,9 @@ pub fn init(targets: &[&str], lines: bool, file: Option<&Path>) -> io::Result<Op
                 start: Instant::now(),
             })
             .with_writer(io::stderr)
+            // The libraries' events carry fields (`res=1`): colour their names only on a
+            // terminal, never in a file or a pipe.
+            .with_ansi(io::stderr().is_terminal())
     });
     let (chrome, guard) = match file {
         Some(path) => {

@@ -62,6 +62,17 @@
 //! [`futures::select_biased!`], and the losers are dropped. The compute pool's queue is a
 //! bounded channel: a full one answers `error: busy`.
 //!
+//! **Watching the loop:** this step has no loop of its own, so `--trace` shows the libraries'
+//! events (async-io's and polling's `tracing` feature, turned on in this step's
+//! `Cargo.toml`): `waiting on I/O` and `new events epoll_fd=4 res=1` each time a thread
+//! waits on epoll, `N ready wakers` after it, `notified` when another thread woke the
+//! waiting one, and which thread holds the reactor: `main` while it is idle in `block_on`,
+//! the `async-io` thread while `main` runs tasks (its `sleeping for 50 us … 10000 us` is it
+//! looking, less and less often, whether anyone still drives the reactor, and taking it when
+//! nobody has for ten looks). async-executor emits nothing: its tasks, their
+//! wake-ups and polls are what steps 04 and 05 print and this step cannot. `--trace-file
+//! FILE.json` records the same as a timeline.
+//!
 //! **The limit:** readiness costs a system call per operation. Every read and every write of
 //! every request crosses into the kernel, and so does every wait: `epoll_wait`, and the
 //! `epoll_ctl` that re-arms a socket (`strace -c -f` on this step under one fast client counts
@@ -129,6 +140,9 @@ impl shared::Server for Server {
                                  async-net and the blocking pool; --threads N runs the \
                                  executor on N threads.";
     const COMPUTE_POOL: bool = true;
+    // No loop of our own to watch: `--trace` shows the events the libraries emit themselves
+    // (see the header).
+    const TRACE_TARGETS: &'static [&'static str] = &["async_io", "polling"];
 
     fn bind(config: &Config, options: &Options) -> io::Result<Self> {
         Ok(Server {
