@@ -27,12 +27,13 @@ use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 
+use io_uring::opcode;
 use io_uring::types::{CancelBuilder, Fd};
-use io_uring::{opcode, squeue};
 use shared::protocol::{self, Flow, LineBuffer};
 
+use crate::outbox::Outbox;
 use crate::ring::Ring;
-use crate::server::Token;
+use crate::token::Token;
 
 /// How many bytes of answers a connection may hold for a client that is not reading them:
 /// past this it stops submitting receives (backpressure), as step03 stopped reading.
@@ -68,6 +69,14 @@ pub enum Status {
     Open,
     /// Drop it: nothing in flight names it any more (neither its slab key nor its socket).
     Closed,
+}
+
+/// What a connection needs from the event loop that serves it: the ring to submit its
+/// operations to, and the settings.
+#[derive(Debug)]
+pub struct Core<'a> {
+    pub ring: &'a mut Ring,
+    pub max_n: u32,
 }
 
 // ANCHOR: connection
@@ -146,19 +155,19 @@ impl Connection {
 
     /// After a completion: answer what can be answered, then submit what the connection
     /// waits for next. `key` is the connection's key in the event loop's slab, which its
-    /// operations carry back in their `user_data`.
+    /// operations carry back in their `user_data`; `core` is what it submits to.
     ///
     /// # Errors
     ///
     /// Only when the ring fails; a failing client ends its own connection.
-    pub fn advance(&mut self, key: usize, ring: &mut Ring, max_n: u32) -> io::Result<Status> {
+    pub fn advance(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<Status> {
         if self.state == State::Closing {
-            return self.close(key, ring);
+            return self.close(key, core.ring);
         }
         // The line buffer is ours again only when no receive is in flight.
         if matches!(self.state, State::Reading | State::Finishing)
             && !self.recv_in_flight
-            && self.answer_requests(max_n) == Flow::Close
+            && self.answer_requests(core.max_n) == Flow::Close
         {
             self.state = State::Rejecting;
         }
@@ -166,9 +175,9 @@ impl Connection {
             && !self.recv_in_flight
             && self.outbox.unsent() < OUTPUT_LIMIT
         {
-            return self.exchange(key, ring).map(|()| Status::Open);
+            return self.exchange(key, core.ring).map(|()| Status::Open);
         }
-        self.send_answers(key, ring)?;
+        self.send_answers(key, core.ring)?;
         // `send_answers` submits whenever there is anything to send: no send in flight means
         // every answer has been sent.
         let all_sent = !self.outbox.in_flight();
@@ -180,12 +189,12 @@ impl Connection {
                 if self.stream.shutdown(Shutdown::Write).is_err() {
                     // The client is already gone.
                     self.state = State::Closing;
-                    return self.close(key, ring);
+                    return self.close(key, core.ring);
                 }
                 self.state = State::Lingering;
-                self.discard(key, ring)?;
+                self.discard(key, core.ring)?;
             }
-            State::Lingering if !self.recv_in_flight => self.discard(key, ring)?,
+            State::Lingering if !self.recv_in_flight => self.discard(key, core.ring)?,
             _ => {}
         }
         Ok(Status::Open)
@@ -304,161 +313,5 @@ impl Connection {
             self.cancel_in_flight = true;
         }
         Ok(Status::Open)
-    }
-}
-
-/// Answers on their way to the client: the bytes of the send in flight, and the answers made
-/// while it is.
-///
-/// The bookkeeping of partial sends, derived rather than copied: `sending[..sent]` has gone;
-/// a send completing with k bytes moves `sent` on by k, and the next send offers
-/// `sending[sent..]`, the rest, from offset `sent`. Answers computed while a send was in
-/// flight were appended to `queued`, not to `sending`, so they go after that rest: once
-/// `sending` has gone entirely, the two buffers swap (no copy, and both keep their capacity
-/// for the next round).
-#[derive(Debug, Default)]
-pub struct Outbox {
-    /// Answers not handed to the kernel yet. Always ours.
-    queued: Vec<u8>,
-    /// The answers of the current send. The kernel's while `in_flight`.
-    sending: Vec<u8>,
-    /// How many bytes of `sending` the kernel has sent so far.
-    sent: usize,
-    in_flight: bool,
-    /// The send in flight heads a chain ([`send_then`](Self::send_then)): it posts a
-    /// completion only if it fails.
-    chained: bool,
-}
-
-impl Outbox {
-    /// Where new answers go, behind everything already in the outbox.
-    pub fn queue(&mut self) -> &mut Vec<u8> {
-        &mut self.queued
-    }
-
-    /// Bytes of answers not yet sent: the rest of the send in flight, and what queued behind.
-    pub fn unsent(&self) -> usize {
-        self.sending.len() - self.sent + self.queued.len()
-    }
-
-    /// Whether the kernel holds a send from this outbox.
-    pub fn in_flight(&self) -> bool {
-        self.in_flight
-    }
-
-    /// Whether the send in flight heads a chain.
-    pub fn chained(&self) -> bool {
-        self.in_flight && self.chained
-    }
-
-    /// The operation linked behind the send in flight completed: the send went out whole.
-    /// (Nothing to do when no chained send is in flight.)
-    pub fn on_chain_done(&mut self) {
-        if self.chained() {
-            self.sent = self.sending.len();
-            self.in_flight = false;
-            self.chained = false;
-        }
-    }
-
-    /// A send completed with `result`: true if the kernel took bytes, false if it failed.
-    /// A chained send completes only when it failed, whatever `result` says it sent.
-    pub fn on_sent(&mut self, result: i32) -> bool {
-        self.in_flight = false;
-        if std::mem::take(&mut self.chained) {
-            return false;
-        }
-        match result {
-            // A partial send is normal (the socket's send buffer had room for that much);
-            // `send` resubmits the rest. Zero bytes would never make progress.
-            1.. => {
-                self.sent += result as usize;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    // ANCHOR: send
-    /// Submits a send of the answers that wait on `socket`, whose completion carries
-    /// `user_data`, unless a send is already in flight or nothing waits.
-    ///
-    /// # Safety
-    ///
-    /// The outbox must not be dropped, and `socket` must stay open, until the send's
-    /// completion has arrived and been given to [`on_sent`](Self::on_sent) (while
-    /// [`in_flight`](Self::in_flight) says so).
-    pub unsafe fn send(&mut self, socket: Fd, user_data: u64, ring: &mut Ring) -> io::Result<()> {
-        let Some(entry) = self.next_send(socket, user_data, 0) else {
-            return Ok(());
-        };
-        // SAFETY: the entry points into the heap allocation of `sending`. While `in_flight`
-        // is set nothing appends to, clears or swaps `sending` (new answers go to `queued`),
-        // so the allocation neither moves nor changes, and our caller keeps it and the socket
-        // alive until the completion.
-        unsafe { ring.push(&entry)? };
-        self.in_flight = true;
-        Ok(())
-    }
-    // ANCHOR_END: send
-
-    // ANCHOR: send_then
-    /// Submits a send of the answers that wait, linked to `then`: the kernel starts `then`
-    /// once the send has gone out whole, and the send posts a completion only if it fails.
-    /// Returns false, submitting nothing, when a send is in flight already or nothing waits.
-    ///
-    /// `MSG_WAITALL` makes the kernel send every byte before it calls the send done (a short
-    /// send would otherwise count as a success and start `then`), and
-    /// `IOSQE_CQE_SKIP_SUCCESS` keeps a successful send's completion off the queue. If the
-    /// send fails (the client reset the connection), its completion says so, and the kernel
-    /// cancels `then` without posting one for it.
-    ///
-    /// # Safety
-    ///
-    /// As for [`send`](Self::send), until the completion of `then` or of the send has
-    /// arrived; and `then` must be safe to submit (what it points to outlives it).
-    pub unsafe fn send_then(
-        &mut self,
-        socket: Fd,
-        user_data: u64,
-        then: &squeue::Entry,
-        ring: &mut Ring,
-    ) -> io::Result<bool> {
-        let Some(send) = self.next_send(socket, user_data, libc::MSG_WAITALL) else {
-            return Ok(false);
-        };
-        let send = send.flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS);
-        // SAFETY: as in `send` for the send; our caller answers for `then`.
-        unsafe { ring.push_chain(&[send, then.clone()])? };
-        self.in_flight = true;
-        self.chained = true;
-        Ok(true)
-    }
-    // ANCHOR_END: send_then
-
-    /// The send of what waits, unless a send is in flight or nothing waits.
-    fn next_send(&mut self, socket: Fd, user_data: u64, flags: i32) -> Option<squeue::Entry> {
-        if self.in_flight {
-            return None;
-        }
-        if self.sent == self.sending.len() {
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.queued);
-        }
-        if self.sending.is_empty() {
-            return None;
-        }
-        let rest = &self.sending[self.sent..];
-        Some(
-            opcode::Send::new(
-                socket,
-                rest.as_ptr(),
-                u32::try_from(rest.len()).unwrap_or(u32::MAX),
-            )
-            .flags(flags)
-            .build()
-            .user_data(user_data),
-        )
     }
 }

@@ -61,19 +61,28 @@
 //!
 //! ## Modules
 //!
-//! - [`server`]: the event loop, the [`Token`](server::Token) packed into each operation's
-//!   `user_data`, accepting (and pausing when out of file descriptors);
-//! - [`connection`]: one client connection: who owns which buffer when, partial sends,
-//!   backpressure, half-close, closing with operations in flight;
+//! - `server` (the [`Server`]): the listener and the ring, bound up front;
+//! - [`event_loop`]: the ring's loop: a `match` on what each completion is for, accepting
+//!   (and pausing when out of file descriptors);
+//! - [`token`]: the [`Token`](token::Token) packed into each operation's `user_data`;
+//! - [`connection`]: one client connection: who owns which buffer when, backpressure,
+//!   half-close, closing with operations in flight;
+//! - [`outbox`]: answers on their way, and partial sends;
 //! - [`ring`]: the ring itself: pushing submissions (never dropping one when the queue is
 //!   full), waiting for completions, and the clear error where io_uring is refused.
 
 #[cfg(target_os = "linux")]
 pub mod connection;
 #[cfg(target_os = "linux")]
+pub mod event_loop;
+#[cfg(target_os = "linux")]
+pub mod outbox;
+#[cfg(target_os = "linux")]
 pub mod ring;
 #[cfg(target_os = "linux")]
-pub mod server;
+mod server;
+#[cfg(target_os = "linux")]
+pub mod token;
 
 #[cfg(target_os = "linux")]
 pub use server::Server;

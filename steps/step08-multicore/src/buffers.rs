@@ -58,7 +58,7 @@ impl BufferRing {
         let descriptors = pages.as_mut_ptr().cast::<BufRingEntry>();
         // SAFETY: the descriptor array is `count` descriptors of page-aligned, zeroed memory
         // owned by the BufferRing, never resized; it is freed only after the registration
-        // ends (the worker unregisters it, or destroys the ring, before dropping this).
+        // ends (the event loop unregisters it, or destroys the ring, before dropping this).
         unsafe {
             ring.io_uring().submitter().register_buf_ring_with_flags(
                 descriptors as u64,

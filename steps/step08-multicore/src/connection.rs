@@ -2,7 +2,7 @@
 //!
 //! 1. **Provided buffers, multishot receive.** A connection submits one receive that stays
 //!    armed and completes again and again, each time with bytes in a buffer the kernel took
-//!    from the core's [`BufferRing`](crate::buffers::BufferRing). The bytes are framed and
+//!    from the ring's [`BufferRing`](crate::buffers::BufferRing). The bytes are framed and
 //!    answered at once and the buffer goes straight back. There is no receive buffer per
 //!    connection any more, only a line buffer for the unfinished tail of a request.
 //! 2. **Offloaded fib, answers in order.** fib(n) for n above [`INLINE_MAX_N`] goes to the
@@ -26,11 +26,11 @@ use io_uring::types::{CancelBuilder, Fd};
 use shared::fib::fib;
 use shared::protocol::{Flow, Frame, LineBuffer, MAX_LINE, ProtocolError};
 use shared::protocol::{parse_request, write_answer, write_error};
-use step07::connection::Outbox;
+use step07::outbox::Outbox;
 use step07::ring::Ring;
 
-use crate::pool::Offload;
-use crate::worker::Token;
+use crate::pool::PoolHandle;
+use crate::token::Token;
 
 /// The largest n whose fib is computed right on the ring's thread; larger ones go to the pool.
 ///
@@ -42,7 +42,7 @@ pub const INLINE_MAX_N: u32 = 20;
 /// How many bytes of answers a connection may hold for a client that is not reading them
 /// before it stops receiving: step07's bound.
 pub use step07::connection::OUTPUT_LIMIT;
-/// What the worker should do with a connection after one of its completions: step07's.
+/// What the event loop should do with a connection after one of its completions: step07's.
 pub use step07::connection::Status;
 
 /// How many answers from the pool one connection may have in line (computing, or computed
@@ -83,11 +83,12 @@ struct Waiting {
 }
 // ANCHOR_END: waiting
 
-/// What a connection needs from its core to submit operations and offload fib.
+/// What a connection needs from the ring that serves it: step07's `Core`, plus the pool to
+/// hand fib to and the group of provided buffers.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub struct Core<'a> {
     pub ring: &'a mut Ring,
-    pub offload: &'a Offload,
+    pub pool: &'a PoolHandle,
     /// The group of provided buffers receives take their buffers from.
     pub buffer_group: u16,
     pub max_n: u32,
@@ -151,7 +152,7 @@ impl Connection {
         result: i32,
         data: &[u8],
         more: bool,
-        cx: &mut Context<'_>,
+        core: &mut Core<'_>,
     ) {
         let stopping = self.recv_stopping;
         if !more {
@@ -164,13 +165,13 @@ impl Connection {
             // were it one, the next receive would see it again.
             (State::Reading, 0) if stopping => {}
             (State::Closing, _) => {}
-            (State::Reading, 1..) => self.take(key, data, cx),
+            (State::Reading, 1..) => self.take(key, data, core),
             // After a line too long, input is discarded: the buffer goes back untouched.
             (State::Rejecting | State::Lingering, 1..) => {}
             (State::Reading, 0) => self.state = State::Finishing,
             // The error is not sent yet; lingering will see the end of input again.
             (State::Rejecting, 0) => {}
-            // The receive stopped because we cancelled it (pausing), or because the core ran
+            // The receive stopped because we cancelled it (pausing), or because the ring ran
             // out of provided buffers for a moment; `advance` arms a new one when wanted.
             (_, result) if result == -libc::ECANCELED || result == -libc::ENOBUFS => {}
             // The end of input after the error, or a reset or vanished client.
@@ -231,30 +232,30 @@ impl Connection {
     /// # Errors
     ///
     /// Only when the ring fails.
-    pub fn advance(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<Status> {
+    pub fn advance(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<Status> {
         if self.state == State::Closing {
-            return self.close(key, cx);
+            return self.close(key, core);
         }
         if matches!(self.state, State::Reading | State::Finishing) && !self.paused() {
             // Input that waited while the connection was over its bounds (and complete lines
             // still in the line buffer) comes first.
             let unread = std::mem::take(&mut self.unread);
-            let used = self.take_input(key, &unread, cx);
+            let used = self.take_input(key, &unread, core);
             self.unread = unread;
             self.unread.drain(..used);
         }
-        self.send_answers(key, cx)?;
+        self.send_answers(key, core)?;
         let all_sent = !self.outbox.in_flight() && self.waiting.is_empty();
         match self.state {
-            State::Reading | State::Lingering => self.keep_receiving(key, cx)?,
+            State::Reading | State::Lingering => self.keep_receiving(key, core)?,
             State::Finishing if all_sent && self.idle() => return Ok(Status::Closed),
             State::Rejecting if all_sent => {
                 if self.stream.shutdown(Shutdown::Write).is_err() {
                     self.state = State::Closing;
-                    return self.close(key, cx);
+                    return self.close(key, core);
                 }
                 self.state = State::Lingering;
-                self.keep_receiving(key, cx)?;
+                self.keep_receiving(key, core)?;
             }
             _ => {}
         }
@@ -268,12 +269,12 @@ impl Connection {
     /// Nothing is submitted while a cancellation of the receive is in flight: it could stop a
     /// new receive, and the old one's end is still on its way. Its completion calls
     /// `advance`, and so this, again.
-    fn keep_receiving(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+    fn keep_receiving(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<()> {
         let wanted = self.state == State::Lingering || (!self.paused() && self.unread.is_empty());
         match (wanted, self.recv_armed) {
             _ if self.cancels_in_flight > 0 => Ok(()),
-            (true, false) => self.receive(key, cx),
-            (false, true) => self.stop_receiving(key, cx),
+            (true, false) => self.receive(key, core),
+            (false, true) => self.stop_receiving(key, core),
             _ => Ok(()),
         }
     }
@@ -295,12 +296,12 @@ impl Connection {
 
     /// Takes newly received bytes: frames and answers them, or, behind input that is
     /// already waiting, keeps them for later.
-    fn take(&mut self, key: usize, data: &[u8], cx: &mut Context<'_>) {
+    fn take(&mut self, key: usize, data: &[u8], core: &mut Core<'_>) {
         if !self.unread.is_empty() {
             self.unread.extend_from_slice(data);
             return;
         }
-        let used = self.take_input(key, data, cx);
+        let used = self.take_input(key, data, core);
         if self.state == State::Reading {
             // Over the bounds in the middle of the buffer: the buffer must go back to the
             // kernel now, so its rest is copied out.
@@ -311,10 +312,10 @@ impl Connection {
     /// Frames `data` and answers every complete request in it, until the connection is over
     /// its bounds; returns how many bytes it used. Every answer goes to the same output
     /// buffer, so all the requests of one receive are answered by one send.
-    fn take_input(&mut self, key: usize, data: &[u8], cx: &mut Context<'_>) -> usize {
+    fn take_input(&mut self, key: usize, data: &[u8], core: &mut Core<'_>) -> usize {
         let mut used = 0;
         loop {
-            if self.answer_requests(key, cx) == Flow::Close {
+            if self.answer_requests(key, core) == Flow::Close {
                 self.state = State::Rejecting;
                 return data.len(); // nothing after a line too long is framed
             }
@@ -327,18 +328,18 @@ impl Connection {
 
     /// Answers the complete lines in the line buffer, until the connection is over its
     /// bounds.
-    fn answer_requests(&mut self, key: usize, cx: &mut Context<'_>) -> Flow {
+    fn answer_requests(&mut self, key: usize, core: &mut Core<'_>) -> Flow {
         while !self.paused() {
             let request = match self.requests.next_frame() {
                 None => break,
-                Some(Frame::Line(line)) => parse_request(line, cx.max_n),
+                Some(Frame::Line(line)) => parse_request(line, core.max_n),
                 Some(Frame::TooLong) => {
                     self.answer(|out| write_error(out, ProtocolError::LineTooLong));
                     return Flow::Close;
                 }
             };
             match request {
-                Ok(n) if n > INLINE_MAX_N => self.offload(key, n, cx),
+                Ok(n) if n > INLINE_MAX_N => self.offload(key, n, core),
                 Ok(n) => self.answer(|out| write_answer(out, fib(n))),
                 Err(error) => self.answer(|out| write_error(out, error)),
             }
@@ -360,7 +361,7 @@ impl Connection {
     }
 
     /// Sends fib(n) to the pool; its answer takes the next place in line.
-    fn offload(&mut self, key: usize, n: u32, cx: &mut Context<'_>) {
+    fn offload(&mut self, key: usize, n: u32, core: &mut Core<'_>) {
         // Fewer than OFFLOAD_LIMIT are in line, so the 8 bits never wrap onto a waiting one.
         let seq = self.first_seq.wrapping_add(self.waiting.len() as u8);
         self.waiting.push_back(Waiting {
@@ -368,37 +369,37 @@ impl Connection {
             then: Vec::new(),
         });
         // The token fits in the low 32 bits of user_data by construction.
-        cx.offload.fib(n, u64::from(Token::Fib { key, seq }) as u32);
+        core.pool.fib(n, u64::from(Token::Fib { key, seq }) as u32);
     }
 
     /// Arms a multishot receive: each time bytes arrive, the kernel takes a buffer from the
-    /// core's group, fills it, and posts a completion, until it is cancelled or fails.
+    /// ring's group, fills it, and posts a completion, until it is cancelled or fails.
     ///
     /// Measured against a single receive submitted again after each completion (provided
     /// buffers both, 2 cores, median of 3 runs): 64 connections 138k vs 109k req/s,
     /// pipelined 1.57M vs 1.50M. The single receive tries to read, finds nothing, arms a
     /// wait for the socket, and is submitted again each time; the multishot one stays armed.
-    fn receive(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
-        let entry = opcode::RecvMulti::new(Fd(self.stream.as_raw_fd()), cx.buffer_group)
+    fn receive(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(Fd(self.stream.as_raw_fd()), core.buffer_group)
             .build()
             .user_data(Token::Recv(key).into());
         // SAFETY: no buffer of this connection: the kernel fills provided buffers, which the
-        // worker keeps registered until every operation has completed. The socket stays open
+        // event loop keeps registered until every operation has completed. The socket stays open
         // until the receive's last completion (`recv_armed`, see `idle`).
-        unsafe { cx.ring.push(&entry)? };
+        unsafe { core.ring.push(&entry)? };
         self.recv_armed = true;
         Ok(())
     }
 
     /// Stops the multishot receive (backpressure); it completes with `-ECANCELED`.
-    fn stop_receiving(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+    fn stop_receiving(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<()> {
         let entry = opcode::AsyncCancel::new(Token::Recv(key).into())
             .build()
             .user_data(Token::Cancel(key).into());
         // SAFETY: a cancellation points to no buffer. It names this connection's receive by
         // `user_data`, and the connection, its slab key included, stays until the
         // cancellation's own completion has arrived (`cancels_in_flight`).
-        unsafe { cx.ring.push(&entry)? };
+        unsafe { core.ring.push(&entry)? };
         self.recv_stopping = true;
         self.cancels_in_flight += 1;
         Ok(())
@@ -406,8 +407,8 @@ impl Connection {
 
     /// Submits the answers that wait, unless a send is already in flight: step07's outbox.
     /// A send to a socket with room completes as it is submitted: the ring is told to count
-    /// on its completion and wait for the next one with it (see `worker::BATCH_WAIT`).
-    fn send_answers(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<()> {
+    /// on its completion and wait for the next one with it (see `event_loop::BATCH_WAIT`).
+    fn send_answers(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<()> {
         let was_in_flight = self.outbox.in_flight();
         // SAFETY: the outbox and the socket belong to this connection, which stays in the
         // slab, socket open, until this send's completion has arrived (`idle` needs the
@@ -416,18 +417,18 @@ impl Connection {
             self.outbox.send(
                 Fd(self.stream.as_raw_fd()),
                 Token::Send(key).into(),
-                cx.ring,
+                core.ring,
             )?;
         }
         if !was_in_flight && self.outbox.in_flight() {
-            cx.ring.expect();
+            core.ring.expect();
         }
         Ok(())
     }
 
     /// Closes at once if nothing is in flight, otherwise after cancelling what is (step07),
     /// and after the pool has returned every fib.
-    fn close(&mut self, key: usize, cx: &mut Context<'_>) -> io::Result<Status> {
+    fn close(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<Status> {
         if self.idle() {
             return Ok(Status::Closed);
         }
@@ -438,7 +439,7 @@ impl Connection {
                     .user_data(Token::Cancel(key).into());
             // SAFETY: no buffer; it names the socket, which stays open until this
             // cancellation's completion has arrived (`cancels_in_flight`).
-            unsafe { cx.ring.push(&entry)? };
+            unsafe { core.ring.push(&entry)? };
             self.close_asked = true;
             self.cancels_in_flight += 1;
         }

@@ -5,8 +5,9 @@
 //! back to the asking ring as completions.
 //!
 //! **What changed since step07:** step07's loop, once per core (`--threads`, default one per
-//! core). Each core is a [`worker`] running step07's `Ring` and sending through step07's
-//! `Outbox` (both reused, unchanged), with:
+//! core). Each core is a *ring*: a thread (`ring-0`, `ring-1`, ...) running an
+//! [`event_loop`] on step07's `Ring` and sending through step07's `Outbox` (both reused,
+//! unchanged), with:
 //!
 //! - **its own listener.** Every core listens on the same port with `SO_REUSEPORT`, and the
 //!   kernel spreads incoming connections over the listeners. No acceptor thread, no queue of
@@ -43,7 +44,7 @@
 //! Then Ctrl-C the server: it answers what it received and exits.
 //!
 //! **What to observe:** `top -H` shows the threads: `ring-0`, `ring-1`, ... share the fast
-//! clients, the `fib-N` threads work only while a slow client is served, and a slow client
+//! clients, the `pool-N` threads work only while a slow client is served, and a slow client
 //! beside a fast one barely slows it (step05's lesson, kept). Compare the results table with
 //! step09, tokio: the hand-rolled completion loop against the production readiness runtime.
 //!
@@ -82,13 +83,14 @@
 //!
 //! ## Modules
 //!
-//! - [`worker`]: one core's event loop (step07's, plus multishot accept, pool results and
-//!   shutdown as completions) and the [`Token`](worker::Token) of each operation;
+//! - `server` (the [`Server`]): a listener and a ring per core, a thread to run each;
+//! - [`event_loop`]: one ring's loop (step07's, plus multishot accept, pool results and
+//!   shutdown as completions);
+//! - [`token`]: the [`Token`](token::Token) of each operation;
 //! - [`connection`]: a connection with multishot receives, backpressure by cancelling them,
 //!   answers kept in request order around fibs on the pool;
 //! - [`buffers`]: the ring of provided buffers;
 //! - [`pool`]: the compute pool and its messages back to the rings;
-//! - `multicore` (the [`Server`]): a listener and a ring per core, a thread to run each;
 //! - `shutdown`: Ctrl-C and SIGTERM, posted to every ring.
 
 #[cfg(target_os = "linux")]
@@ -96,16 +98,18 @@ pub mod buffers;
 #[cfg(target_os = "linux")]
 pub mod connection;
 #[cfg(target_os = "linux")]
-mod multicore;
+pub mod event_loop;
 #[cfg(target_os = "linux")]
 pub mod pool;
 #[cfg(target_os = "linux")]
+mod server;
+#[cfg(target_os = "linux")]
 mod shutdown;
 #[cfg(target_os = "linux")]
-pub mod worker;
+pub mod token;
 
 #[cfg(target_os = "linux")]
-pub use multicore::Server;
+pub use server::Server;
 
 #[cfg(not(target_os = "linux"))]
 mod elsewhere;

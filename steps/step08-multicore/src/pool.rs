@@ -1,8 +1,8 @@
-//! The compute pool: threads that run CPU-heavy fib away from the rings, and post each result
+//! The compute pool: pool threads that run CPU-heavy fib away from the rings, and post each result
 //! back to the ring that asked for it, as a completion.
 //!
 //! A ring thread must never compute fib(40): for the 0.4 s it took, every connection of that
-//! core would wait (step07's limit). So the ring hands the job to this pool and goes on. When
+//! ring would wait (step07's limit). So the ring hands the job to this pool and goes on. When
 //! a pool thread has the value, it does not touch the ring's data (nothing is shared with a
 //! ring but the job queue): it sends the ring a message with `IORING_OP_MSG_RING`, submitted
 //! on a small ring of its own, and the kernel posts it into the target ring's completion
@@ -25,12 +25,12 @@ struct Job {
     n: u32,
     /// The low half of the completion's `user_data`: what the result is for.
     tag: u32,
-    /// The asking ring's file descriptor (a duplicate: see [`Offload::reply_to`]).
+    /// The asking ring's file descriptor (a duplicate: see [`PoolHandle::reply_to`]).
     reply_to: Arc<OwnedFd>,
 }
 
-/// The pool's threads, reachable through the [`Offload`] handles made by
-/// [`offload`](Self::offload).
+/// The pool's threads, reachable through the [`PoolHandle`]s made by
+/// [`handle`](Self::handle).
 #[derive(Debug, Clone)]
 pub struct Pool {
     jobs: Sender<Job>,
@@ -53,24 +53,24 @@ impl Pool {
             // A ring of its own, only to send messages to the rings that asked.
             let messenger = IoUring::new(8)?;
             thread::Builder::new()
-                .name(format!("fib-{i}"))
+                .name(format!("pool-{i}"))
                 .spawn(move || compute(&queue, messenger))?;
         }
         Ok(Pool { jobs })
     }
 
     /// A handle for one ring to send jobs with; the results come back to `ring_fd`.
-    pub fn offload(&self, ring_fd: Arc<OwnedFd>) -> Offload {
-        Offload {
+    pub fn handle(&self, ring_fd: Arc<OwnedFd>) -> PoolHandle {
+        PoolHandle {
             jobs: self.jobs.clone(),
             reply_to: ring_fd,
         }
     }
 }
 
-/// One ring's way into the pool.
+/// One ring's way into the pool: a sender of jobs, whose results come back to that ring.
 #[derive(Debug)]
-pub struct Offload {
+pub struct PoolHandle {
     jobs: Sender<Job>,
     /// A duplicate of the ring's file descriptor. Every job holds a reference, so the
     /// descriptor number stays this ring's until the last result has been posted: a result
@@ -79,7 +79,7 @@ pub struct Offload {
     reply_to: Arc<OwnedFd>,
 }
 
-impl Offload {
+impl PoolHandle {
     /// Computes fib(n) on the pool; the result arrives on this ring as a completion whose
     /// `user_data` has `tag` in its low 32 bits. fib(93) needs 64 bits, and a completion's
     /// `result` holds 32: the high half of the value travels in the high half of
@@ -108,7 +108,7 @@ fn compute(queue: &Mutex<Receiver<Job>>, mut messenger: IoUring) {
             Err(_) => return,
         };
         let Ok(job) = job else {
-            return; // every Offload is gone: the server has shut down
+            return; // every PoolHandle is gone: the server has shut down
         };
         let value = fib(std::hint::black_box(job.n));
         let (result, user_data) = fib_message(value, job.tag);

@@ -1,4 +1,4 @@
-//! The server: a listener and a ring per core, bound up front; a thread per core to run them.
+//! The server: a listener and a ring per core, bound up front; a thread per ring to run it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -13,9 +13,10 @@ use socket2::{Domain, Socket, Type};
 use step07::ring::{Ring, require_linux};
 
 use crate::Options;
+use crate::event_loop;
 use crate::pool::Pool;
 use crate::shutdown;
-use crate::worker::{self, Token};
+use crate::token::Token;
 
 /// Submissions each ring holds at once (more are fine: step07's `Ring::push` makes room).
 const SUBMISSION_QUEUE: u32 = 256;
@@ -100,14 +101,14 @@ impl shared::Server for Server {
         let threads = self.cores.len();
         for (i, (listener, ring)) in self.cores.into_iter().enumerate() {
             // Every ring hears about Ctrl-C from the moment the server runs, before any
-            // client can be accepted (see `worker::serve` for a signal even earlier).
+            // client can be accepted (see `event_loop::serve` for a signal even earlier).
             let ring_fd = Arc::new(ring.io_uring().as_fd().try_clone_to_owned()?);
             shutdown::notify_on_signal(&ring_fd, Token::Shutdown.into());
             let (pool, finished) = (pool.clone(), finished.clone());
             thread::Builder::new()
                 .name(format!("ring-{i}"))
                 .spawn(move || {
-                    let served = worker::serve(ring, ring_fd, listener, &pool, self.max_n);
+                    let served = event_loop::serve(ring, ring_fd, listener, &pool, self.max_n);
                     let _ = finished.send(served);
                 })?;
         }
@@ -147,7 +148,7 @@ fn new_ring() -> io::Result<Ring> {
     let mut builder = IoUring::builder();
     builder
         .setup_cqsize(SUBMISSION_QUEUE * 16)
-        // Only the core's thread submits (the pool and the signal thread post messages,
+        // Only the ring's thread submits (the pool and the signal thread post messages,
         // which is not submitting to this ring): the kernel can skip locking for it.
         .setup_single_issuer()
         // Run the kernel's completion work when the thread asks for completions, not by

@@ -1,5 +1,6 @@
-//! One core's event loop: its own ring, listener, provided buffers and connections. step07's
-//! loop, with multishot accept, the pool's results and the shutdown message as completions.
+//! One ring's event loop: its own io_uring, listener, provided buffers and connections, on
+//! the thread `ring-N` that owns them. step07's loop, with multishot accept, the pool's
+//! results and the shutdown message as completions.
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -14,11 +15,12 @@ use slab::Slab;
 use step07::ring::Ring;
 
 use crate::buffers::BufferRing;
-use crate::connection::{Connection, Context, Status};
-use crate::pool::{Offload, Pool, fib_value};
+use crate::connection::{Connection, Core, Status};
+use crate::pool::{Pool, PoolHandle, fib_value};
 use crate::shutdown;
+use crate::token::{MAX_CONNECTIONS, Token};
 
-/// Provided buffers per core, and their size. 1024 buffers of 4 KiB, 4 MiB per core: enough
+/// Provided buffers per ring, and their size. 1024 buffers of 4 KiB, 4 MiB per ring: enough
 /// for a burst from every one of a thousand connections at once (a buffer goes back as soon
 /// as its completion is handled, so they are only out while completions wait).
 ///
@@ -46,91 +48,18 @@ const BATCH_WAIT: Duration = Duration::from_millis(5);
 /// How long a graceful shutdown waits for clients to take their last answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Connections one core can hold: a connection's key must fit in the 20 bits a [`Token`]
-/// has for it. Few systems let a process open that many files at all (Linux's default
-/// `fs.nr_open` is exactly 2^20).
-pub const MAX_CONNECTIONS: usize = 1 << 20;
-
-/// What a completion is for: step07's tokens, and three that come from outside the ring.
-///
-/// Packed into the low 32 bits of `user_data`: the kind in 4 bits, the connection's key in
-/// 20, and, for a fib, the answer's place in line in 8. The high 32 bits are left free: a
-/// message from the pool carries the high half of fib's value there (the completion's
-/// `result` carries the low half; see [`fib_value`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Token {
-    /// The multishot accept on this core's listener.
-    Accept,
-    /// The end of a pause in accepting (out of file descriptors).
-    AcceptBackoff,
-    /// The multishot receive of connection `key`.
-    Recv(usize),
-    /// A send on connection `key`.
-    Send(usize),
-    /// A cancellation asked for by connection `key`.
-    Cancel(usize),
-    /// From the pool: fib's value for request `seq` of connection `key`.
-    Fib { key: usize, seq: u8 },
-    /// From the signal thread: shut down gracefully.
-    Shutdown,
-    /// The end of the shutdown's grace period.
-    ShutdownDeadline,
-    /// A completion nobody waits for (the cancellation of the accept).
-    Ignore,
-}
-
-impl From<Token> for u64 {
-    fn from(token: Token) -> u64 {
-        let (kind, key, seq) = match token {
-            Token::Accept => (0, 0, 0),
-            Token::AcceptBackoff => (1, 0, 0),
-            Token::Recv(key) => (2, key, 0),
-            Token::Send(key) => (3, key, 0),
-            Token::Cancel(key) => (4, key, 0),
-            Token::Fib { key, seq } => (5, key, seq),
-            Token::Shutdown => (6, 0, 0),
-            Token::ShutdownDeadline => (7, 0, 0),
-            Token::Ignore => (8, 0, 0),
-        };
-        debug_assert!(key < MAX_CONNECTIONS, "keys stay below MAX_CONNECTIONS");
-        (u64::from(seq) << 24) | ((key as u64) << 4) | kind
-    }
-}
-
-impl From<u64> for Token {
-    fn from(user_data: u64) -> Token {
-        let key = ((user_data >> 4) as usize) & (MAX_CONNECTIONS - 1);
-        match user_data & 0xf {
-            0 => Token::Accept,
-            1 => Token::AcceptBackoff,
-            2 => Token::Recv(key),
-            3 => Token::Send(key),
-            4 => Token::Cancel(key),
-            5 => Token::Fib {
-                key,
-                seq: (user_data >> 24) as u8,
-            },
-            6 => Token::Shutdown,
-            7 => Token::ShutdownDeadline,
-            8 => Token::Ignore,
-            // Every submission's user_data is made by `From<Token>` above.
-            kind => unreachable!("user_data {user_data:#x} has no operation kind {kind}"),
-        }
-    }
-}
-
-/// One core's server.
+/// One ring's event loop.
 #[derive(Debug)]
-pub struct Worker {
+pub struct EventLoop {
     ring: Ring,
     buffers: BufferRing,
-    /// Open until the worker drops: the kernel's operations name it, and a shutdown only
+    /// Open until the event loop drops: the kernel's operations name it, and a shutdown only
     /// stops accepting.
     listener: TcpListener,
     /// Whether the multishot accept is armed.
     accepting: bool,
     connections: Slab<Connection>,
-    offload: Offload,
+    pool: PoolHandle,
     max_n: u32,
     /// Durations the kernel reads when a timeout is submitted.
     backoff: Timespec,
@@ -160,13 +89,13 @@ pub fn serve(
     ring.io_uring().submitter().register_enable_rings()?;
     ring.wait_for_batches(BATCH_WAIT);
     let buffers = BufferRing::register(&ring, 0, BUFFERS, BUFFER_SIZE)?;
-    let mut worker = Worker {
+    let mut event_loop = EventLoop {
         ring,
         buffers,
         listener,
         accepting: false,
         connections: Slab::new(),
-        offload: pool.offload(ring_fd),
+        pool: pool.handle(ring_fd),
         max_n,
         backoff: Timespec::from(ACCEPT_BACKOFF),
         grace: Timespec::from(SHUTDOWN_GRACE),
@@ -175,12 +104,12 @@ pub fn serve(
     };
     // A signal that came before the ring was enabled could not be posted to it.
     if shutdown::requested() {
-        worker.begin_shutdown()?;
+        event_loop.begin_shutdown()?;
     }
-    worker.run()
+    event_loop.run()
 }
 
-impl Worker {
+impl EventLoop {
     // ANCHOR: event_loop
     fn run(&mut self) -> io::Result<()> {
         self.accept()?;
@@ -211,9 +140,9 @@ impl Worker {
                 key
             }
         };
-        let mut cx = Context {
+        let mut core = Core {
             ring: &mut self.ring,
-            offload: &self.offload,
+            pool: &self.pool,
             buffer_group: self.buffers.group(),
             max_n: self.max_n,
         };
@@ -225,7 +154,7 @@ impl Worker {
                     Some(id) => self.buffers.data(id, result.max(0) as usize),
                     None => &[],
                 };
-                connection.on_received(key, result, data, cqueue::more(flags), &mut cx);
+                connection.on_received(key, result, data, cqueue::more(flags), &mut core);
                 // The bytes have been answered or copied: the buffer goes straight back.
                 if let Some(id) = buffer {
                     self.buffers.give_back(id);
@@ -238,7 +167,7 @@ impl Worker {
             }
             _ => unreachable!("handled above"),
         }
-        if connection.advance(key, &mut cx)? == Status::Closed {
+        if connection.advance(key, &mut core)? == Status::Closed {
             self.connections.remove(key);
         }
         Ok(())
@@ -258,7 +187,7 @@ impl Worker {
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(Token::Accept.into());
-        // SAFETY: no buffer. The listener is closed only when the worker drops, which cancels
+        // SAFETY: no buffer. The listener is closed only when the event loop drops, which cancels
         // everything in flight first.
         unsafe { self.ring.push(&entry)? };
         self.accepting = true;
@@ -296,29 +225,29 @@ impl Worker {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         if key >= MAX_CONNECTIONS {
-            return Ok(()); // dropping the stream closes it: this core is full
+            return Ok(()); // dropping the stream closes it: this ring is full
         }
         let connection = entry.insert(Connection::new(stream));
         if self.shutting_down {
             connection.stop_reading();
         }
-        let mut cx = Context {
+        let mut core = Core {
             ring: &mut self.ring,
-            offload: &self.offload,
+            pool: &self.pool,
             buffer_group: self.buffers.group(),
             max_n: self.max_n,
         };
         // Arms its receive (a fresh connection is never closed at once).
-        connection.advance(key, &mut cx)?;
+        connection.advance(key, &mut core)?;
         Ok(())
     }
 
-    /// Out of file descriptors: step07's pause, on this core's ring.
+    /// Out of file descriptors: step07's pause, on this ring.
     fn pause_accepting(&mut self) -> io::Result<()> {
         let entry = opcode::Timeout::new(&self.backoff)
             .build()
             .user_data(Token::AcceptBackoff.into());
-        // SAFETY: points to `self.backoff`, a field of the worker, which cancels everything
+        // SAFETY: points to `self.backoff`, a field of the event loop, which cancels everything
         // in flight before its fields drop; the kernel reads it on submission.
         unsafe { self.ring.push(&entry) }
     }
@@ -339,7 +268,7 @@ impl Worker {
                     .build()
                     .user_data(Token::Ignore.into());
             // SAFETY: a cancellation points to no buffer; the listener it names stays open
-            // until the worker drops, which cancels everything in flight first.
+            // until the event loop drops, which cancels everything in flight first.
             unsafe { self.ring.push(&entry)? };
         }
         for (_, connection) in &mut self.connections {
@@ -348,7 +277,7 @@ impl Worker {
         let entry = opcode::Timeout::new(&self.grace)
             .build()
             .user_data(Token::ShutdownDeadline.into());
-        // SAFETY: points to `self.grace`, a field of the worker (see `pause_accepting`).
+        // SAFETY: points to `self.grace`, a field of the event loop (see `pause_accepting`).
         unsafe { self.ring.push(&entry) }
     }
 
@@ -362,7 +291,7 @@ impl Worker {
 /// step07's rule for dropping a ring's owner: cancel everything in flight first, and leak
 /// rather than free what the kernel may still use. The provided buffers are registered with
 /// the ring, so they are unregistered before they drop.
-impl Drop for Worker {
+impl Drop for EventLoop {
     fn drop(&mut self) {
         if self.ring.cancel_all().is_err() {
             std::mem::forget(std::mem::take(&mut self.connections));
@@ -376,29 +305,6 @@ impl Drop for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_token_survives_user_data() {
-        let last = MAX_CONNECTIONS - 1;
-        for token in [
-            Token::Accept,
-            Token::AcceptBackoff,
-            Token::Recv(0),
-            Token::Recv(last),
-            Token::Send(7),
-            Token::Cancel(last),
-            Token::Fib {
-                key: last,
-                seq: 255,
-            },
-            Token::Fib { key: 3, seq: 0 },
-            Token::Shutdown,
-            Token::ShutdownDeadline,
-            Token::Ignore,
-        ] {
-            assert_eq!(Token::from(u64::from(token)), token);
-        }
-    }
 
     #[test]
     fn a_64_bit_fib_travels_in_result_and_user_data() {
