@@ -5,9 +5,9 @@
 //!    from the ring's [`BufferRing`](crate::buffers::BufferRing). The bytes are framed and
 //!    answered at once and the buffer goes straight back. There is no receive buffer per
 //!    connection any more, only a line buffer for the unfinished tail of a request.
-//! 2. **Offloaded fib, answers in order.** fib(n) for n above [`INLINE_MAX_N`] goes to the
+//! 2. **Offloaded fib, answers in order.** fib(n) from [`OFFLOAD_FROM_N`] on goes to the
 //!    compute pool. Its answer must still go out in request order, so the answers of later
-//!    requests wait behind it (`Waiting`) until it returns.
+//!    requests wait behind it ([`InOrder`]) until it returns.
 //! 3. **Backpressure by cancelling.** A multishot receive keeps receiving until stopped, so a
 //!    connection over its bounds (answers the client does not read, fibs on the pool) cancels
 //!    it, and arms a new one once it is below them again. Bytes that arrived before the
@@ -16,7 +16,6 @@
 //! The rule of step07 stands: a connection leaves the slab only when nothing in flight names
 //! it, and now a fib on the pool names it too.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -29,27 +28,23 @@ use shared::protocol::{parse_request, write_answer, write_error};
 use step07::outbox::Outbox;
 use step07::ring::Ring;
 
+use crate::in_order::{InOrder, OFFLOAD_LIMIT};
 use crate::pool::PoolHandle;
 use crate::token::Token;
 
-/// The largest n whose fib is computed right on the ring's thread; larger ones go to the pool.
+/// fib(n) for `n` at least this is computed on the pool, below it on the ring's thread.
 ///
-/// step06's threshold, for step06's reason: handing a job to the pool and getting its result
-/// back costs about as much as fib(20) itself (tens of microseconds), so below that the hop
-/// costs more than it saves, and above it the stall it avoids grows 1.6 times per n.
-pub const INLINE_MAX_N: u32 = 20;
+/// step05's threshold, for step05's reason (its `OFFLOAD_FROM_N` has the measurement): the
+/// round trip through a pool costs about what fib(20) costs (tens of microseconds), so below
+/// it the hop costs more than it saves, and from there on the stall it avoids grows 1.6 times
+/// per n. Here the hop is a job on a channel and a message back with `IORING_OP_MSG_RING`.
+pub const OFFLOAD_FROM_N: u32 = 20;
 
 /// How many bytes of answers a connection may hold for a client that is not reading them
 /// before it stops receiving: step07's bound.
 pub use step07::connection::OUTPUT_LIMIT;
 /// What the event loop should do with a connection after one of its completions: step07's.
 pub use step07::connection::Status;
-
-/// How many answers from the pool one connection may have in line (computing, or computed
-/// and waiting for an earlier one) before it stops receiving: one client pipelining fib(45)
-/// must not queue minutes of work ahead of everyone else's. Also what lets a place in line
-/// fit in the 8 bits a [`Token`] has for it.
-pub const OFFLOAD_LIMIT: usize = 32;
 
 /// Bytes the line buffer holds: the longest line and its `\r\n` fit, and most pipelined
 /// bursts are framed in a few passes. Small, because every idle connection keeps one.
@@ -70,18 +65,6 @@ enum State {
     /// Done, or broken: waiting for every operation and fib in flight to come back.
     Closing,
 }
-
-// ANCHOR: waiting
-/// An answer computing on the pool, and the answers of the requests after it, which must
-/// wait for it: answers go out in request order.
-#[derive(Debug)]
-struct Waiting {
-    /// fib's value, once the pool has posted it.
-    value: Option<u64>,
-    /// The answers of the following requests, up to the next fib on the pool.
-    then: Vec<u8>,
-}
-// ANCHOR_END: waiting
 
 /// What a connection needs from the ring that serves it: step07's `Core`, plus the pool to
 /// hand fib to and the group of provided buffers.
@@ -105,17 +88,12 @@ pub struct Connection {
     unread: Vec<u8>,
     /// Answers ready to go, in order, and the send in flight: step07's partial sends.
     outbox: Outbox,
-    /// Answers waiting for fibs on the pool, oldest first; empty unless one is computing.
-    waiting: VecDeque<Waiting>,
-    /// The place in line of `waiting[0]`, counting from 0 and wrapping at 256; the pool's
-    /// results carry theirs.
-    first_seq: u8,
-    /// Bytes in all the `then`s of `waiting`: they count towards [`OUTPUT_LIMIT`].
-    waiting_bytes: usize,
+    /// Answers waiting for fibs on the pool; empty unless one is computing.
+    in_order: InOrder,
     state: State,
     /// In flight: the multishot receive (armed until a completion without `F_MORE`), ...
     recv_armed: bool,
-    /// ... cancellations (and the outbox's send, and the fibs of `waiting`).
+    /// ... cancellations (and the outbox's send, and the fibs `in_order` waits for).
     cancels_in_flight: u32,
     /// We asked the armed receive to stop (pausing); cleared when it ends. Until Closing,
     /// the only cancellation in flight is that request.
@@ -132,9 +110,7 @@ impl Connection {
             requests: LineBuffer::with_capacity(LINE_BUFFER),
             unread: Vec::new(),
             outbox: Outbox::default(),
-            waiting: VecDeque::new(),
-            first_seq: 0,
-            waiting_bytes: 0,
+            in_order: InOrder::default(),
             state: State::Reading,
             recv_armed: false,
             cancels_in_flight: 0,
@@ -195,28 +171,11 @@ impl Connection {
         self.cancels_in_flight -= 1;
     }
 
-    // ANCHOR: on_fib
-    /// The pool posted fib's value for the request numbered `seq`. The answers that were
-    /// waiting for it, and for nothing else, are now ready, in order.
+    /// The pool posted fib's value for the request numbered `seq`: the answers that waited
+    /// for it, and for nothing else, are ready.
     pub fn on_fib(&mut self, seq: u8, value: u64) {
-        let index = seq.wrapping_sub(self.first_seq) as usize;
-        self.waiting[index].value = Some(value);
-        // Answers leave from the front only: a later fib that finished first waits for the
-        // ones before it.
-        while let Some(value) = self.waiting.front().and_then(|first| first.value) {
-            let then = self
-                .waiting
-                .pop_front()
-                .map(|first| first.then)
-                .unwrap_or_default();
-            let queued = self.outbox.queue();
-            write_answer(queued, value);
-            queued.extend_from_slice(&then);
-            self.waiting_bytes -= then.len();
-            self.first_seq = self.first_seq.wrapping_add(1);
-        }
+        self.in_order.on_fib(seq, value, self.outbox.queue());
     }
-    // ANCHOR_END: on_fib
 
     /// The server is shutting down: receive what the client has sent so far, then see the
     /// end of input, as if the client had half-closed. The usual path (answer every complete
@@ -245,7 +204,7 @@ impl Connection {
             self.unread.drain(..used);
         }
         self.send_answers(key, core)?;
-        let all_sent = !self.outbox.in_flight() && self.waiting.is_empty();
+        let all_sent = !self.outbox.in_flight() && self.in_order.is_empty();
         match self.state {
             State::Reading | State::Lingering => self.keep_receiving(key, core)?,
             State::Finishing if all_sent && self.idle() => return Ok(Status::Closed),
@@ -281,8 +240,8 @@ impl Connection {
 
     /// Whether the connection is over its bounds and must not take more input.
     fn paused(&self) -> bool {
-        self.outbox.unsent() + self.waiting_bytes >= OUTPUT_LIMIT
-            || self.waiting.len() >= OFFLOAD_LIMIT
+        self.outbox.unsent() + self.in_order.bytes() >= OUTPUT_LIMIT
+            || self.in_order.len() >= OFFLOAD_LIMIT
     }
 
     /// Whether nothing in flight names this connection.
@@ -290,8 +249,8 @@ impl Connection {
         !self.recv_armed
             && !self.outbox.in_flight()
             && self.cancels_in_flight == 0
-            // The front of `waiting` is always still on the pool.
-            && self.waiting.is_empty()
+            // Whatever waits in line waits for a fib still on the pool.
+            && self.in_order.is_empty()
     }
 
     /// Takes newly received bytes: frames and answers them, or, behind input that is
@@ -339,7 +298,7 @@ impl Connection {
                 }
             };
             match request {
-                Ok(n) if n > INLINE_MAX_N => self.offload(key, n, core),
+                Ok(n) if n >= OFFLOAD_FROM_N => self.offload(key, n, core),
                 Ok(n) => self.answer(|out| write_answer(out, fib(n))),
                 Err(error) => self.answer(|out| write_error(out, error)),
             }
@@ -350,26 +309,15 @@ impl Connection {
     /// Appends an answer after every answer before it: straight to the output, or, while a
     /// fib is on the pool, behind the last one.
     fn answer(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        match self.waiting.back_mut() {
-            Some(last) => {
-                let before = last.then.len();
-                write(&mut last.then);
-                self.waiting_bytes += last.then.len() - before;
-            }
-            None => write(self.outbox.queue()),
-        }
+        self.in_order.answer(self.outbox.queue(), write);
     }
 
     /// Sends fib(n) to the pool; its answer takes the next place in line.
     fn offload(&mut self, key: usize, n: u32, core: &mut Core<'_>) {
-        // Fewer than OFFLOAD_LIMIT are in line, so the 8 bits never wrap onto a waiting one.
-        let seq = self.first_seq.wrapping_add(self.waiting.len() as u8);
-        self.waiting.push_back(Waiting {
-            value: None,
-            then: Vec::new(),
-        });
+        let seq = self.in_order.next_seq();
         // The token fits in the low 32 bits of user_data by construction.
         core.pool.fib(n, u64::from(Token::Fib { key, seq }) as u32);
+        self.in_order.offloaded();
     }
 
     /// Arms a multishot receive: each time bytes arrive, the kernel takes a buffer from the

@@ -20,8 +20,8 @@
 //!   give it back as soon as its bytes are answered. An idle connection holds no buffer.
 //! - **batching.** Every complete request in a buffer is answered into one output buffer,
 //!   and one send carries them all.
-//! - **a compute pool** ([`pool`]). fib(n) above [`connection::INLINE_MAX_N`] runs on a pool
-//!   thread, never on a ring. The value comes back to the ring that asked as a completion (a
+//! - **a compute pool** ([`pool`]). fib(n) from [`connection::OFFLOAD_FROM_N`] on runs on a
+//!   pool thread, never on a ring. The value comes back to the ring that asked as a completion (a
 //!   message posted with `IORING_OP_MSG_RING`), and the connection keeps its answers in
 //!   request order: answers behind a fib on the pool wait for it.
 //! - **graceful shutdown** on Ctrl-C or SIGTERM: each ring stops accepting, receives what
@@ -87,8 +87,8 @@
 //! - [`event_loop`]: one ring's loop (step07's, plus multishot accept, pool results and
 //!   shutdown as completions);
 //! - [`token`]: the [`Token`](token::Token) of each operation;
-//! - [`connection`]: a connection with multishot receives, backpressure by cancelling them,
-//!   answers kept in request order around fibs on the pool;
+//! - [`connection`]: a connection with multishot receives, backpressure by cancelling them;
+//! - [`in_order`]: answers kept in request order around fibs on the pool;
 //! - [`buffers`]: the ring of provided buffers;
 //! - [`pool`]: the compute pool and its messages back to the rings;
 //! - `shutdown`: Ctrl-C and SIGTERM, posted to every ring.
@@ -99,6 +99,8 @@ pub mod buffers;
 pub mod connection;
 #[cfg(target_os = "linux")]
 pub mod event_loop;
+#[cfg(target_os = "linux")]
+pub mod in_order;
 #[cfg(target_os = "linux")]
 pub mod pool;
 #[cfg(target_os = "linux")]
