@@ -56,6 +56,12 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     // Like std's TcpListener: restarting the server does not wait for old connections'
     // TIME_WAIT to pass.
     socket.set_reuse_address(true)?;
+    // Every step sets TCP_NODELAY; accepted sockets inherit it from the listener, which
+    // spares a system call per connection. Without it, Nagle's algorithm holds a small send
+    // back while an earlier one is unacknowledged, and the client delays its ACK (up to
+    // 40 ms on Linux) waiting for something to send: an answer sent right after another
+    // one (step08's answers back from the pool, a partial send's rest) waits for that ACK.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
