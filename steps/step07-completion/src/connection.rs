@@ -6,9 +6,10 @@
 //! `recv` has already happened, into memory the connection handed to the kernel when it
 //! submitted the operation. That changes who owns the buffers, and that is this file's lesson:
 //!
-//! - `requests` (the line buffer) belongs to the kernel while a `recv` is in flight: the
-//!   kernel writes into its spare space at a moment of its choosing. We do not frame, compact
-//!   or even look at it until the `recv` completes.
+//! - `input` (the receive buffer) belongs to the kernel while a `recv` is in flight: the
+//!   kernel writes into it at a moment of its choosing. We do not even look at it until the
+//!   `recv` completes, and it is a [`KernelBuffer`], a raw allocation, so that no `&mut` of
+//!   ours claims it meanwhile. Its bytes are then framed into `requests`, which is ours.
 //! - the [`Outbox`]'s `sending` belongs to the kernel while a `send` is in flight: appending
 //!   to it could move it (a `Vec` reallocates as it grows) and the kernel would read freed
 //!   memory. Answers computed meanwhile go to its `queued`, which is ours.
@@ -23,14 +24,17 @@
 //!   completions. It asks the kernel to cancel them and stays, buffers and socket and all,
 //!   until every completion has come back.
 
+use std::fmt;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 
 use io_uring::opcode;
 use io_uring::types::{CancelBuilder, Fd};
-use shared::protocol::{self, Flow, LineBuffer};
+use shared::net::report_connection_error;
+use shared::protocol::{self, DEFAULT_READ_CAPACITY, Flow, LineBuffer, MAX_LINE};
 
+use crate::kernel_buffer::KernelBuffer;
 use crate::outbox::Outbox;
 use crate::ring::Ring;
 use crate::token::Token;
@@ -39,8 +43,12 @@ use crate::token::Token;
 /// past this it stops submitting receives (backpressure), as step03 stopped reading.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 
-/// How many bytes one receive discards after a line too long.
-const DISCARD_CHUNK: usize = 4096;
+/// Bytes one receive can bring: a pipelining client's whole burst, usually.
+const INPUT_BUFFER: usize = DEFAULT_READ_CAPACITY;
+
+/// Bytes the line buffer holds: the longest line and its `\r\n` fit, and most pipelined
+/// bursts are framed in a few passes.
+const LINE_BUFFER: usize = 4 * MAX_LINE;
 
 /// Where a connection is in its life.
 ///
@@ -50,12 +58,12 @@ const DISCARD_CHUNK: usize = 4096;
 enum State {
     /// Receiving requests and answering them.
     Reading,
-    /// The client half-closed: answer every complete line, send, then close.
+    /// Taking no more input: answer every complete line received, send; then close if the
+    /// client has ended its input, or shut down our side and linger. After a line too long
+    /// the last answer is the error.
     Finishing,
-    /// A line was too long: send the answers so far and the error, then shut down our side.
-    Rejecting,
-    /// Our side is shut down after the error: discard what the client still sends until it
-    /// closes, so that closing does not reset the connection before it has read the error.
+    /// Our side is shut down: discard what the client still sends until it ends its input,
+    /// so that closing does not reset the connection before it has read every answer.
     Lingering,
     /// Done, or broken (reset, vanished): waiting for the kernel to finish or cancel the
     /// operations in flight before the connection may be dropped.
@@ -81,20 +89,22 @@ pub struct Core<'a> {
 
 // ANCHOR: connection
 /// A client connection: its socket, its buffers and its operations in flight.
-#[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    /// Bytes received, framed into request lines. The kernel's while `recv_in_flight`.
+    /// Where receives put the bytes. The kernel's while `recv_in_flight`.
+    input: KernelBuffer,
+    /// The unfinished tail of the requests received so far. Always ours.
     requests: LineBuffer,
+    /// Received bytes not framed yet because the connection was over its bounds.
+    unread: Vec<u8>,
     /// Answers, and the send in flight: partly the kernel's, see [`Outbox`].
     outbox: Outbox,
-    /// Where discarded bytes go while lingering. The kernel's while `recv_in_flight` then.
-    sink: Vec<u8>,
     state: State,
+    /// The client has ended its input (a receive returned 0).
+    input_ended: bool,
     recv_in_flight: bool,
-    /// Closing asked the kernel to cancel the operations in flight (once is enough).
-    cancel_asked: bool,
-    cancel_in_flight: bool,
+    /// Cancellations asked for by `close` whose completions have not come yet.
+    cancels_in_flight: u32,
 }
 // ANCHOR_END: connection
 
@@ -103,20 +113,21 @@ impl Connection {
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
             stream,
-            requests: LineBuffer::new(),
+            input: KernelBuffer::new(INPUT_BUFFER, 1),
+            requests: LineBuffer::with_capacity(LINE_BUFFER),
+            unread: Vec::new(),
             outbox: Outbox::default(),
-            sink: Vec::new(),
             state: State::Reading,
+            input_ended: false,
             recv_in_flight: false,
-            cancel_asked: false,
-            cancel_in_flight: false,
+            cancels_in_flight: 0,
         }
     }
 
     // ANCHOR: on_completion
-    /// A receive completed: `result` bytes are now in our buffer, or it is the end of the
+    /// A receive completed: `result` bytes are now in `input`, or it is the end of the
     /// client's input (0), or an error (negative errno).
-    pub fn on_received(&mut self, result: i32) {
+    pub fn on_received(&mut self, result: i32, core: &mut Core<'_>) {
         self.recv_in_flight = false;
         // A receive linked behind a send starts only once the send went out whole, so its
         // completion is the send's too.
@@ -124,34 +135,49 @@ impl Connection {
         match (self.state, result) {
             // Cancelled, or it raced the cancellation: either way the bytes are not wanted.
             (State::Closing, _) => {}
-            (State::Reading, 1..) => self.requests.filled(result as usize),
-            (State::Reading, 0) => self.state = State::Finishing,
+            (State::Reading, 1..) => self.take_received(result as usize, core.max_n),
+            (State::Reading, 0) => {
+                self.input_ended = true;
+                self.state = State::Finishing;
+            }
+            // Discarded.
             (State::Lingering, 1..) => {}
-            // End of input after the error, or the client reset or vanished: this ends only
-            // this connection.
-            _ => self.state = State::Closing,
+            // The client has read everything and closed: the clean end.
+            (State::Lingering, 0) => self.state = State::Closing,
+            // The client reset or vanished: this ends only this connection.
+            (_, error) => self.fail(io::Error::from_raw_os_error(-error)),
         }
     }
 
     /// A send completed: the kernel took `result` bytes of the outbox, or failed.
     ///
-    /// A send linked to a receive completes only when it fails: the kernel then cancels the
-    /// receive behind it without a completion of its own (`IOSQE_CQE_SKIP_SUCCESS` on the
-    /// send skips the whole chain's), so neither is in flight any more.
+    /// A send linked to a receive completes only when the chain broke (the send failed, or
+    /// was cancelled): the kernel then cancels the receive behind it without a completion of
+    /// its own (`IOSQE_CQE_SKIP_SUCCESS` on the send skips the rest of the chain's), so
+    /// neither is in flight any more.
     pub fn on_sent(&mut self, result: i32) {
         if self.outbox.chained() {
             self.recv_in_flight = false;
         }
-        if !self.outbox.on_sent(result) {
-            self.state = State::Closing;
+        if let Err(error) = self.outbox.on_sent(result) {
+            self.fail(error);
         }
     }
 
-    /// The cancellation asked for by `close` completed.
+    /// A cancellation asked for by `close` completed.
     pub fn on_cancelled(&mut self) {
-        self.cancel_in_flight = false;
+        self.cancels_in_flight -= 1;
     }
     // ANCHOR_END: on_completion
+
+    /// The connection broke: say why, unless the client merely left, and close it. Only the
+    /// first failure is reported; whatever completes after it is part of the closing.
+    fn fail(&mut self, error: io::Error) {
+        if self.state != State::Closing {
+            report_connection_error("step07", &error);
+            self.state = State::Closing;
+        }
+    }
 
     /// After a completion: answer what can be answered, then submit what the connection
     /// waits for next. `key` is the connection's key in the event loop's slab, which its
@@ -164,16 +190,19 @@ impl Connection {
         if self.state == State::Closing {
             return self.close(key, core.ring);
         }
-        // The line buffer is ours again only when no receive is in flight.
-        if matches!(self.state, State::Reading | State::Finishing)
-            && !self.recv_in_flight
-            && self.answer_requests(core.max_n) == Flow::Close
-        {
-            self.state = State::Rejecting;
+        // Input that waited while the connection was over its bounds comes first; the line
+        // buffer and `unread` are ours whatever is in flight, the input buffer only between
+        // receives.
+        if matches!(self.state, State::Reading | State::Finishing) && !self.paused() {
+            let unread = std::mem::take(&mut self.unread);
+            let used = self.take_input(&unread, core.max_n);
+            self.unread = unread;
+            self.unread.drain(..used);
         }
         if self.state == State::Reading
             && !self.recv_in_flight
-            && self.outbox.unsent() < OUTPUT_LIMIT
+            && !self.paused()
+            && self.unread.is_empty()
         {
             return self.exchange(key, core.ring).map(|()| Status::Open);
         }
@@ -182,10 +211,10 @@ impl Connection {
         // every answer has been sent.
         let all_sent = !self.outbox.in_flight();
         match self.state {
-            State::Finishing if all_sent => return Ok(Status::Closed),
-            State::Rejecting if all_sent => {
-                // The answers and the error are all with the kernel: it sends them, then the
-                // end of our stream.
+            State::Finishing if all_sent && self.input_ended => return Ok(Status::Closed),
+            State::Finishing if all_sent => {
+                // The answers are all with the kernel: it sends them, then the end of our
+                // stream.
                 if self.stream.shutdown(Shutdown::Write).is_err() {
                     // The client is already gone.
                     self.state = State::Closing;
@@ -200,13 +229,59 @@ impl Connection {
         Ok(Status::Open)
     }
 
-    /// Answers the complete requests received so far, until the answers reach
+    /// Whether the connection holds as many answers as it may: it takes no more input.
+    fn paused(&self) -> bool {
+        self.outbox.unsent() >= OUTPUT_LIMIT
+    }
+
+    /// Takes the `len` bytes a receive has just put in `input`.
+    fn take_received(&mut self, len: usize, max_n: u32) {
+        let input = std::mem::take(&mut self.input);
+        // SAFETY: the receive that wrote these bytes has completed, and the next one is
+        // submitted only after `take` has framed or copied them.
+        self.take(unsafe { input.bytes(0..len) }, max_n);
+        self.input = input;
+    }
+
+    /// Takes newly received bytes: frames and answers them, or, behind input that is
+    /// already waiting, keeps them for later.
+    fn take(&mut self, data: &[u8], max_n: u32) {
+        if !self.unread.is_empty() {
+            self.unread.extend_from_slice(data);
+            return;
+        }
+        let used = self.take_input(data, max_n);
+        if self.state == State::Reading {
+            // Over the bounds in the middle of the bytes: the rest waits, copied out, so
+            // that the input buffer is free for the next receive.
+            self.unread.extend_from_slice(&data[used..]);
+        }
+    }
+
+    /// Frames `data` and answers every complete request in it, until the connection is over
+    /// its bounds; returns how many bytes it used. Every answer goes to the same output
+    /// buffer, so all the requests of one receive are answered by one send.
+    fn take_input(&mut self, data: &[u8], max_n: u32) -> usize {
+        let mut used = 0;
+        loop {
+            if self.answer_requests(max_n) == Flow::Close {
+                self.state = State::Finishing;
+                return data.len(); // nothing after a line too long is framed
+            }
+            if self.paused() || used == data.len() {
+                return used;
+            }
+            used += self.requests.push(&data[used..]);
+        }
+    }
+
+    /// Answers the complete requests in the line buffer, until the answers reach
     /// [`OUTPUT_LIMIT`].
     ///
     /// fib runs right here, on the ring's only thread: while it computes fib(40) for one
     /// client, no completion of any other client is handled.
     fn answer_requests(&mut self, max_n: u32) -> Flow {
-        while self.outbox.unsent() < OUTPUT_LIMIT {
+        while !self.paused() {
             let Some(frame) = self.requests.next_frame() else {
                 break;
             };
@@ -218,29 +293,21 @@ impl Connection {
     }
 
     // ANCHOR: receive
-    /// Submits the answers that wait and the next receive, into the spare space of the line
-    /// buffer, as one linked chain: the send first, the receive once it has gone out. Without
-    /// answers to send (a partial line), or while a send is in flight already, the receive
-    /// goes alone.
+    /// Submits the answers that wait and the next receive, into the input buffer, as one
+    /// linked chain: the send first, the receive once it has gone out. Without answers to
+    /// send (a partial line), or while a send is in flight already, the receive goes alone.
     ///
     /// Both reach the kernel in the same `io_uring_enter`, the one that waits for what comes
     /// next, and only the receive posts a completion: one system call and one completion per
     /// request. Submitted side by side instead, the send's completion, arriving at once,
     /// would end that wait, and a second enter would wait for the receive.
     fn exchange(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        let spare = self.requests.spare();
-        let receive = opcode::Recv::new(
-            Fd(self.stream.as_raw_fd()),
-            spare.as_mut_ptr(),
-            u32::try_from(spare.len()).unwrap_or(u32::MAX),
-        )
-        .build()
-        .user_data(Token::Recv(key).into());
-        // SAFETY: `spare` is inside the heap allocation of `self.requests`, which this
-        // connection owns: moving the connection (the slab grows) moves only the pointer to
-        // it. The connection stays in the slab, socket open, until this receive's completion
-        // has arrived (`recv_in_flight`, see `Status::Closed`), and nothing reads, compacts
-        // or frees the line buffer while `recv_in_flight` is set. The send before it is the
+        let receive = self.receive_entry(key);
+        // SAFETY: the receive writes into `input`, a raw allocation owned by this
+        // connection: moving the connection (the slab grows) moves only the pointer to it,
+        // and no reference to its bytes exists until the receive's completion has arrived
+        // (`on_received` makes the first). The connection stays in the slab, socket open,
+        // until then (`recv_in_flight`, see `Status::Closed`). The send before it is the
         // outbox's (see `Outbox::send_then`); `recv_in_flight` also covers the case where the
         // send fails and its completion says the receive will never run.
         let chained = unsafe {
@@ -260,6 +327,17 @@ impl Connection {
     }
     // ANCHOR_END: receive
 
+    /// A receive into the input buffer, whose completion names this connection.
+    fn receive_entry(&mut self, key: usize) -> io_uring::squeue::Entry {
+        opcode::Recv::new(
+            Fd(self.stream.as_raw_fd()),
+            self.input.as_ptr(),
+            u32::try_from(self.input.len()).unwrap_or(u32::MAX),
+        )
+        .build()
+        .user_data(Token::Recv(key).into())
+    }
+
     /// Submits the answers that wait, unless a send is already in flight.
     fn send_answers(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
         // SAFETY: the outbox and the socket belong to this connection, which stays in the
@@ -271,47 +349,62 @@ impl Connection {
         }
     }
 
-    /// Submits a receive whose bytes are thrown away (lingering after a line too long).
+    /// Submits a receive whose bytes are thrown away (lingering).
     fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        self.sink.resize(DISCARD_CHUNK, 0);
-        let entry = opcode::Recv::new(
-            Fd(self.stream.as_raw_fd()),
-            self.sink.as_mut_ptr(),
-            DISCARD_CHUNK as u32,
-        )
-        .build()
-        .user_data(Token::Recv(key).into());
-        // SAFETY: `sink` is a heap allocation owned by this connection and never resized or
-        // freed while `recv_in_flight` is set (it is resized only here, before submitting);
-        // the connection, socket open, stays in the slab until this receive completes.
+        let entry = self.receive_entry(key);
+        // SAFETY: as in `exchange`: `input` is this connection's raw allocation, which
+        // nothing reads (lingering never looks at the bytes) and which stays, socket open,
+        // until this receive completes.
         unsafe { ring.push(&entry)? };
         self.recv_in_flight = true;
         Ok(())
     }
 
+    // ANCHOR: close
     /// Closes the connection: at once if nothing is in flight, otherwise after asking the
-    /// kernel to cancel what is.
+    /// kernel to cancel what is, and waiting for the completions: the cancelled operations'
+    /// and the cancellation's own. Until they have come, the buffers are still the
+    /// kernel's, and the connection stays.
     ///
-    /// The cancellation is an operation too, and it names this connection's socket, so the
-    /// connection waits for its completion as well: were the socket closed first, its number
-    /// could be reused by the next accepted connection and the cancellation would hit that
-    /// one.
+    /// The cancellation names this connection's socket, so that it finds the send and the
+    /// receive, linked or not, and were the socket closed first, its number could be reused
+    /// by the next accepted connection and the cancellation would hit that one. It can find
+    /// nothing (an operation between two steps: a receive about to start behind the send
+    /// that just went out); when it completes and something is still in flight, it is
+    /// asked again.
     fn close(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
-        if !self.recv_in_flight && !self.outbox.in_flight() && !self.cancel_in_flight {
+        let in_flight = self.recv_in_flight || self.outbox.in_flight();
+        if !in_flight && self.cancels_in_flight == 0 {
             // Dropping the connection closes its socket and frees its buffers.
             return Ok(Status::Closed);
         }
-        if !self.cancel_asked {
+        if in_flight && self.cancels_in_flight == 0 {
             let entry =
                 opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.stream.as_raw_fd())).all())
                     .build()
                     .user_data(Token::Cancel(key).into());
             // SAFETY: a cancellation points to no buffer. It names the socket, which stays
-            // open until this cancellation's completion has arrived (`cancel_in_flight`).
+            // open until this cancellation's completion has arrived (`cancels_in_flight`).
             unsafe { ring.push(&entry)? };
-            self.cancel_asked = true;
-            self.cancel_in_flight = true;
+            self.cancels_in_flight += 1;
         }
         Ok(Status::Open)
+    }
+    // ANCHOR_END: close
+}
+
+impl fmt::Debug for Connection {
+    /// By hand, not derived: never the bytes of `input`, which the kernel may be writing.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("stream", &self.stream)
+            .field("state", &self.state)
+            .field("input", &self.input)
+            .field("unread", &self.unread.len())
+            .field("outbox", &self.outbox)
+            .field("input_ended", &self.input_ended)
+            .field("recv_in_flight", &self.recv_in_flight)
+            .field("cancels_in_flight", &self.cancels_in_flight)
+            .finish_non_exhaustive()
     }
 }

@@ -8,7 +8,9 @@ use std::ptr;
 
 use io_uring::opcode;
 use io_uring::types::{Fd, Timespec};
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use shared::net::{
+    ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error, report_connection_error,
+};
 use slab::Slab;
 
 use crate::connection::{Connection, Core, Status};
@@ -76,15 +78,15 @@ impl EventLoop {
         // A connection leaves the slab only once nothing in flight names it, so every
         // completion still finds its connection here.
         let connection = &mut self.connections[key];
-        match token {
-            Token::Recv(_) => connection.on_received(result),
-            Token::Send(_) => connection.on_sent(result),
-            _ => connection.on_cancelled(),
-        }
         let mut core = Core {
             ring: &mut self.ring,
             max_n: self.max_n,
         };
+        match token {
+            Token::Recv(_) => connection.on_received(result, &mut core),
+            Token::Send(_) => connection.on_sent(result),
+            _ => connection.on_cancelled(),
+        }
         if connection.advance(key, &mut core)? == Status::Closed {
             // Dropping it closes its socket and frees its buffers: the kernel holds neither.
             self.connections.remove(key);
@@ -111,15 +113,14 @@ impl EventLoop {
     }
 
     /// An accept completed: start serving the new connection and accept the next one.
+    ///
+    /// A failed accept never ends the server (see [`after_accept_error`]).
     fn on_accepted(&mut self, result: i32) -> io::Result<()> {
         if result < 0 {
             let error = io::Error::from_raw_os_error(-result);
-            return if is_out_of_fds(&error) {
-                self.pause_accepting()
-            } else if is_transient_accept_error(&error) {
-                self.accept()
-            } else {
-                Err(error)
+            return match after_accept_error(&error) {
+                AfterAcceptError::Next => self.accept(),
+                AfterAcceptError::Pause => self.pause_accepting(),
             };
         }
         // SAFETY: an accept's result is a file descriptor the kernel just opened for us;
@@ -139,7 +140,8 @@ impl EventLoop {
         self.accept()
     }
 
-    /// Out of file descriptors: no accept for [`ACCEPT_BACKOFF`], then try again.
+    /// Out of file descriptors (or memory, or anything [`after_accept_error`] cannot
+    /// name): no accept for [`ACCEPT_BACKOFF`], then try again.
     ///
     /// The waiting connections stay in the listen backlog. Submitting the next accept at once
     /// would fail at once, again and again, at 100% CPU; instead a timeout operation, the
@@ -157,15 +159,103 @@ impl EventLoop {
     }
 }
 
-/// The event loop's fields drop after this: the connections' buffers and sockets, the
-/// listener.
-/// The kernel may still be working on them (a receive waiting for bytes is an operation in
-/// flight), so first cancel everything and wait until the kernel has let go. Were that
-/// impossible, leaking the buffers is the safe choice: the kernel could still write to them.
+/// What to do after an accept failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAcceptError {
+    /// Only the connection being accepted failed: accept the next one at once.
+    Next,
+    /// Pause accepting for [`ACCEPT_BACKOFF`], keep serving, then try again.
+    Pause,
+}
+
+/// What to do after an accept failed with `error`. Never "stop": whatever the error, the
+/// connections already open are served, and accepting tries again.
+///
+/// - The connection was reset or aborted in the backlog, or the network failed it:
+///   [`Next`](AfterAcceptError::Next). Linux passes a new connection's pending network
+///   errors on as accept's own (ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET,
+///   EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, says accept(2)), and a firewall refuses one
+///   connection with EPERM: the next one may be fine.
+/// - Out of file descriptors or memory ([`is_out_of_resources`]), or an error we cannot name:
+///   [`Pause`](AfterAcceptError::Pause). Closing connections frees what ran out, and an
+///   unknown error that repeats at once would otherwise spin the loop; the unknown ones are
+///   reported (at most a few a second).
+pub fn after_accept_error(error: &io::Error) -> AfterAcceptError {
+    let per_connection = [
+        libc::ENETDOWN,
+        libc::EPROTO,
+        libc::ENOPROTOOPT,
+        libc::EHOSTDOWN,
+        libc::ENONET,
+        libc::EHOSTUNREACH,
+        libc::EOPNOTSUPP,
+        libc::ENETUNREACH,
+        libc::EPERM,
+    ];
+    if is_transient_accept_error(error)
+        || error
+            .raw_os_error()
+            .is_some_and(|errno| per_connection.contains(&errno))
+    {
+        return AfterAcceptError::Next;
+    }
+    if !is_out_of_resources(error) {
+        report_connection_error("accept", error);
+    }
+    AfterAcceptError::Pause
+}
+
+/// The event loop's fields drop after this: the connections (their buffers and sockets),
+/// the listener, the ring. The kernel may still be working on them (a receive waiting for
+/// bytes is an operation in flight), so first cancel everything and wait until the kernel
+/// has let go.
 impl Drop for EventLoop {
     fn drop(&mut self) {
         if self.ring.cancel_all().is_err() {
+            // The kernel could not cancel synchronously (out of memory, say), so operations
+            // may still be in flight, and they outlive the ring's descriptor: closing it only
+            // starts the kernel's teardown, which cancels them later, when it can. So every
+            // connection is leaked, never freed or reused by this process: its input buffer
+            // (which a receive may still write), its outbox (which a send may still read),
+            // and its socket, kept open so that its number is not reused: an operation that
+            // looks its descriptor up late (a receive linked behind a send) must not find
+            // another file there. The rest may drop: the listener (an accept in flight holds
+            // the kernel's own reference to it, and nothing looks it up late), the durations
+            // (the kernel copied them when it took the submissions), and the ring (closing
+            // it is what tells the kernel to tear down). The cost is memory and descriptors
+            // until the process exits, which it does next: the loop ends only with the
+            // server.
             std::mem::forget(std::mem::take(&mut self.connections));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_accept_skips_the_connection_or_pauses_but_never_stops() {
+        let after = |errno| after_accept_error(&io::Error::from_raw_os_error(errno));
+        for errno in [
+            libc::ECONNABORTED,
+            libc::ECONNRESET,
+            libc::EINTR,
+            libc::EPROTO,
+            libc::EPERM,
+            libc::ENETUNREACH,
+        ] {
+            assert_eq!(after(errno), AfterAcceptError::Next, "errno {errno}");
+        }
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EINVAL,
+            libc::EBADF,
+        ] {
+            assert_eq!(after(errno), AfterAcceptError::Pause, "errno {errno}");
         }
     }
 }

@@ -68,6 +68,7 @@
 //! - [`connection`]: one client connection: who owns which buffer when, backpressure,
 //!   half-close, closing with operations in flight;
 //! - [`outbox`]: answers on their way, and partial sends;
+//! - [`kernel_buffer`]: memory the kernel writes into, held by no Rust reference meanwhile;
 //! - [`ring`]: the ring itself: pushing submissions (never dropping one when the queue is
 //!   full), waiting for completions, and the clear error where io_uring is refused.
 
@@ -75,6 +76,8 @@
 pub mod connection;
 #[cfg(target_os = "linux")]
 pub mod event_loop;
+#[cfg(target_os = "linux")]
+pub mod kernel_buffer;
 #[cfg(target_os = "linux")]
 pub mod outbox;
 #[cfg(target_os = "linux")]

@@ -66,21 +66,32 @@ impl Outbox {
         }
     }
 
-    /// A send completed with `result`: true if the kernel took bytes, false if it failed.
-    /// A chained send completes only when it failed, whatever `result` says it sent.
-    pub fn on_sent(&mut self, result: i32) -> bool {
+    /// A send completed with `result`: the bytes the kernel took, or a negative errno.
+    ///
+    /// A chained send completes only when the chain broke: it failed or was cancelled. Its
+    /// result then says how far it got (the kernel reports the bytes sent before the failure
+    /// or the cancellation), or the error if nothing went. Either way the rest is resubmitted
+    /// by the next [`send`](Self::send), and a socket that is broken fails that one.
+    ///
+    /// # Errors
+    ///
+    /// The send failed (the client reset the connection, say), or sent nothing. A send
+    /// cancelled before it sent anything (`-ECANCELED`) is not an error: a cancellation was
+    /// asked for, and whoever asked decides what happens next.
+    pub fn on_sent(&mut self, result: i32) -> io::Result<()> {
         self.in_flight = false;
-        if std::mem::take(&mut self.chained) {
-            return false;
-        }
+        self.chained = false;
         match result {
             // A partial send is normal (the socket's send buffer had room for that much);
-            // `send` resubmits the rest. Zero bytes would never make progress.
+            // `send` resubmits the rest.
             1.. => {
                 self.sent += result as usize;
-                true
+                Ok(())
             }
-            _ => false,
+            // Zero bytes would never make progress.
+            0 => Err(io::ErrorKind::WriteZero.into()),
+            error if error == -libc::ECANCELED => Ok(()),
+            error => Err(io::Error::from_raw_os_error(-error)),
         }
     }
 
@@ -115,8 +126,8 @@ impl Outbox {
     /// `MSG_WAITALL` makes the kernel send every byte before it calls the send done (a short
     /// send would otherwise count as a success and start `then`), and
     /// `IOSQE_CQE_SKIP_SUCCESS` keeps a successful send's completion off the queue. If the
-    /// send fails (the client reset the connection), its completion says so, and the kernel
-    /// cancels `then` without posting one for it.
+    /// send fails (the client reset the connection) or is cancelled, its completion says so,
+    /// and the kernel cancels `then` without posting one for it.
     ///
     /// # Safety
     ///

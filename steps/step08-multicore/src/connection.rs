@@ -157,7 +157,7 @@ impl Connection {
 
     /// A send completed with `result` bytes, or failed (step07's bookkeeping).
     pub fn on_sent(&mut self, result: i32) {
-        if !self.outbox.on_sent(result) {
+        if self.outbox.on_sent(result).is_err() {
             self.state = State::Closing;
         }
     }
