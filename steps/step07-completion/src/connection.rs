@@ -23,16 +23,26 @@
 //!   given the same slab key or file descriptor number would receive the old one's
 //!   completions. It asks the kernel to cancel them and stays, buffers and socket and all,
 //!   until every completion has come back.
+//!
+//! Stopping work follows from that. An idle connection's receive carries a deadline, a link
+//! timeout the kernel cancels it with ([`Connection::exchange`]); a graceful shutdown asks the
+//! kernel to cancel the receive in flight ([`Connection::stop`]). Either way the connection
+//! hears of it from the receive's own completion, `-ECANCELED`, and only then is the input
+//! buffer its own again. Then it closes cleanly: the last answers, the end of its stream,
+//! and the client's input drained until the client ends it, so that closing does not reset
+//! the connection under answers the client has not read yet.
 
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
-use io_uring::opcode;
-use io_uring::types::{CancelBuilder, Fd};
+use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::{opcode, squeue};
 use shared::net::report_connection_error;
-use shared::protocol::{self, DEFAULT_READ_CAPACITY, Flow, LineBuffer, MAX_LINE};
+use shared::protocol::MAX_LINE;
+use shared::protocol::{self, DEFAULT_READ_CAPACITY, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer};
 
 use crate::kernel_buffer::KernelBuffer;
 use crate::outbox::Outbox;
@@ -50,6 +60,12 @@ const INPUT_BUFFER: usize = DEFAULT_READ_CAPACITY;
 /// bursts are framed in a few passes.
 const LINE_BUFFER: usize = 4 * MAX_LINE;
 
+/// How long a connection closing after an error (a line too long, the idle timeout) drains
+/// the client's input, at most, before it closes anyway: step04's `DRAIN_TIME`. A client
+/// that reads its answers ends its input at once; one that keeps sending is not waited for.
+/// (A graceful shutdown drains until the end of `--grace` instead.)
+pub const DRAIN_TIME: Duration = Duration::from_millis(100);
+
 /// Where a connection is in its life.
 ///
 /// step03's `Paused` is gone: a connection that holds [`OUTPUT_LIMIT`] bytes of answers simply
@@ -58,10 +74,14 @@ const LINE_BUFFER: usize = 4 * MAX_LINE;
 enum State {
     /// Receiving requests and answering them.
     Reading,
+    /// The server is shutting down: the kernel was asked to cancel the receive in flight,
+    /// whose completion (its bytes, or `-ECANCELED`) ends the requests this connection
+    /// answers.
+    Stopping,
     /// Taking no more input: answer every complete line received, send; then close if the
     /// client has ended its input, or shut down our side and linger. After a line too long
-    /// the last answer is the error.
-    Finishing,
+    /// or the idle timeout, the last answer is the error.
+    Finishing { input_ended: bool },
     /// Our side is shut down: discard what the client still sends until it ends its input,
     /// so that closing does not reset the connection before it has read every answer.
     Lingering,
@@ -85,6 +105,8 @@ pub enum Status {
 pub struct Core<'a> {
     pub ring: &'a mut Ring,
     pub max_n: u32,
+    /// `--idle-timeout`, or `None` where it is 0.
+    pub idle: Option<Duration>,
 }
 
 // ANCHOR: connection
@@ -100,13 +122,30 @@ pub struct Connection {
     /// Answers, and the send in flight: partly the kernel's, see [`Outbox`].
     outbox: Outbox,
     state: State,
-    /// The client has ended its input (a receive returned 0).
-    input_ended: bool,
+    /// When the next receive gives up waiting (idle, or lingering too long).
+    deadline: Deadline,
     recv_in_flight: bool,
-    /// Cancellations asked for by `close` whose completions have not come yet.
+    /// Cancellations asked for whose completions have not come yet.
     cancels_in_flight: u32,
 }
 // ANCHOR_END: connection
+
+/// When a connection's next receive gives up waiting: a link timeout behind it, the kernel's
+/// own timer, which cancels it.
+#[derive(Debug)]
+struct Deadline {
+    /// Until when: `--idle-timeout` after the last complete line while reading, the end of
+    /// the drain while lingering; `None` for as long as it takes.
+    at: Option<Instant>,
+    /// A complete line has been answered since `at` was set: the idle deadline moves on.
+    moved: bool,
+    /// How long lingering drains: [`DRAIN_TIME`], or, while the server shuts down, until the
+    /// end of its grace period (`None`).
+    drain: Option<Duration>,
+    /// The link timeout's duration, where the kernel reads it when it takes the submission.
+    /// On the heap: the slab moves connections as it grows.
+    left: Box<Timespec>,
+}
 
 impl Connection {
     /// A freshly accepted connection; [`advance`](Self::advance) submits its first receive.
@@ -118,7 +157,12 @@ impl Connection {
             unread: Vec::new(),
             outbox: Outbox::default(),
             state: State::Reading,
-            input_ended: false,
+            deadline: Deadline {
+                at: None,
+                moved: true,
+                drain: Some(DRAIN_TIME),
+                left: Box::new(Timespec::new()),
+            },
             recv_in_flight: false,
             cancels_in_flight: 0,
         }
@@ -132,18 +176,21 @@ impl Connection {
         // A receive linked behind a send starts only once the send went out whole, so its
         // completion is the send's too.
         self.outbox.on_chain_done();
+        let cancelled = result == -libc::ECANCELED;
         match (self.state, result) {
             // Cancelled, or it raced the cancellation: either way the bytes are not wanted.
             (State::Closing, _) => {}
-            (State::Reading, 1..) => self.take_received(result as usize, core.max_n),
-            (State::Reading, 0) => {
-                self.input_ended = true;
-                self.state = State::Finishing;
+            // Bytes (received before a stop took effect, maybe): answered.
+            (State::Reading | State::Stopping, 1..) => self.take_received(result, core.max_n),
+            (State::Reading | State::Stopping, 0) => {
+                self.state = State::Finishing { input_ended: true };
             }
-            // Discarded.
-            (State::Lingering, 1..) => {}
-            // The client has read everything and closed: the clean end.
-            (State::Lingering, 0) => self.state = State::Closing,
+            // The link timeout fired: idle for `--idle-timeout`.
+            (State::Reading, _) if cancelled => self.time_out(),
+            (State::Stopping, _) if cancelled => {}
+            (State::Lingering, 1..) => {} // discarded
+            // The client has read everything and closed, or the drain's time is up.
+            (State::Lingering, _) if result == 0 || cancelled => self.state = State::Closing,
             // The client reset or vanished: this ends only this connection.
             (_, error) => self.fail(io::Error::from_raw_os_error(-error)),
         }
@@ -152,9 +199,8 @@ impl Connection {
     /// A send completed: the kernel took `result` bytes of the outbox, or failed.
     ///
     /// A send linked to a receive completes only when the chain broke (the send failed, or
-    /// was cancelled): the kernel then cancels the receive behind it without a completion of
-    /// its own (`IOSQE_CQE_SKIP_SUCCESS` on the send skips the rest of the chain's), so
-    /// neither is in flight any more.
+    /// was cancelled): the kernel then cancels the rest of the chain without completions of
+    /// their own, so nothing of it is in flight any more.
     pub fn on_sent(&mut self, result: i32) {
         if self.outbox.chained() {
             self.recv_in_flight = false;
@@ -163,12 +209,35 @@ impl Connection {
             self.fail(error);
         }
     }
+    // ANCHOR_END: on_completion
 
-    /// A cancellation asked for by `close` completed.
+    /// A cancellation this connection asked for completed.
     pub fn on_cancelled(&mut self) {
         self.cancels_in_flight -= 1;
     }
-    // ANCHOR_END: on_completion
+
+    /// The server is shutting down: answer what has been received, then close cleanly.
+    ///
+    /// A receive in flight is the kernel's: it cannot be taken back, only cancelled, and the
+    /// connection waits for its completion to learn what it brought (`advance` asks, while
+    /// `Stopping`). Without one, the connection finishes at once.
+    pub fn stop(&mut self) {
+        self.deadline.drain = None;
+        if self.state == State::Reading {
+            self.state = if self.recv_in_flight {
+                State::Stopping
+            } else {
+                State::Finishing { input_ended: false }
+            };
+        }
+    }
+
+    /// Idle for `--idle-timeout`: the last answer is the idle error, then the connection
+    /// closes cleanly.
+    fn time_out(&mut self) {
+        self.outbox.queue().extend_from_slice(IDLE_TIMEOUT_ANSWER);
+        self.state = State::Finishing { input_ended: false };
+    }
 
     /// The connection broke: say why, unless the client merely left, and close it. Only the
     /// first failure is reported; whatever completes after it is part of the closing.
@@ -190,10 +259,17 @@ impl Connection {
         if self.state == State::Closing {
             return self.close(key, core.ring);
         }
+        if self.state == State::Stopping {
+            if self.recv_in_flight {
+                self.cancel(key, core.ring)?;
+                return Ok(Status::Open);
+            }
+            self.state = State::Finishing { input_ended: false };
+        }
         // Input that waited while the connection was over its bounds comes first; the line
         // buffer and `unread` are ours whatever is in flight, the input buffer only between
         // receives.
-        if matches!(self.state, State::Reading | State::Finishing) && !self.paused() {
+        if matches!(self.state, State::Reading | State::Finishing { .. }) && !self.paused() {
             let unread = std::mem::take(&mut self.unread);
             let used = self.take_input(&unread, core.max_n);
             self.unread = unread;
@@ -204,15 +280,22 @@ impl Connection {
             && !self.paused()
             && self.unread.is_empty()
         {
-            return self.exchange(key, core.ring).map(|()| Status::Open);
+            match self.time_left(core.idle) {
+                Some(left) if left.is_zero() => self.time_out(),
+                left => return self.exchange(key, left, core.ring).map(|()| Status::Open),
+            }
         }
         self.send_answers(key, core.ring)?;
         // `send_answers` submits whenever there is anything to send: no send in flight means
         // every answer has been sent.
         let all_sent = !self.outbox.in_flight();
         match self.state {
-            State::Finishing if all_sent && self.input_ended => return Ok(Status::Closed),
-            State::Finishing if all_sent => {
+            State::Finishing { input_ended: true } if all_sent => {
+                // The client ended its input and has every answer: nothing is left to drain.
+                self.state = State::Closing;
+                return self.close(key, core.ring);
+            }
+            State::Finishing { input_ended: false } if all_sent => {
                 // The answers are all with the kernel: it sends them, then the end of our
                 // stream.
                 if self.stream.shutdown(Shutdown::Write).is_err() {
@@ -221,12 +304,30 @@ impl Connection {
                     return self.close(key, core.ring);
                 }
                 self.state = State::Lingering;
-                self.discard(key, core.ring)?;
+                self.deadline.at = self.deadline.drain.map(|drain| Instant::now() + drain);
+                return self.discard(key, core.ring);
             }
-            State::Lingering if !self.recv_in_flight => self.discard(key, core.ring)?,
+            State::Lingering if !self.recv_in_flight => return self.discard(key, core.ring),
             _ => {}
         }
         Ok(Status::Open)
+    }
+
+    /// How long the next receive may wait, or `None` for as long as it takes: while reading,
+    /// until `--idle-timeout` after the last complete line (answered, so the idle time starts
+    /// as its answer is written); while lingering, until the drain's deadline.
+    ///
+    /// Partial lines do not move the deadline: a client trickling bytes without a newline
+    /// times out like a silent one.
+    fn time_left(&mut self, idle: Option<Duration>) -> Option<Duration> {
+        if self.state == State::Reading {
+            let idle = idle?;
+            if std::mem::take(&mut self.deadline.moved) {
+                self.deadline.at = Some(Instant::now() + idle);
+                return Some(idle);
+            }
+        }
+        Some(self.deadline.at?.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the connection holds as many answers as it may: it takes no more input.
@@ -235,11 +336,11 @@ impl Connection {
     }
 
     /// Takes the `len` bytes a receive has just put in `input`.
-    fn take_received(&mut self, len: usize, max_n: u32) {
+    fn take_received(&mut self, len: i32, max_n: u32) {
         let input = std::mem::take(&mut self.input);
         // SAFETY: the receive that wrote these bytes has completed, and the next one is
         // submitted only after `take` has framed or copied them.
-        self.take(unsafe { input.bytes(0..len) }, max_n);
+        self.take(unsafe { input.bytes(0..len as usize) }, max_n);
         self.input = input;
     }
 
@@ -251,11 +352,10 @@ impl Connection {
             return;
         }
         let used = self.take_input(data, max_n);
-        if self.state == State::Reading {
-            // Over the bounds in the middle of the bytes: the rest waits, copied out, so
-            // that the input buffer is free for the next receive.
-            self.unread.extend_from_slice(&data[used..]);
-        }
+        // Over the bounds in the middle of the bytes: the rest waits, copied out, so that
+        // the input buffer is free for the next receive. (After a line too long, nothing
+        // is left: it is all used up, unread.)
+        self.unread.extend_from_slice(&data[used..]);
     }
 
     /// Frames `data` and answers every complete request in it, until the connection is over
@@ -265,7 +365,7 @@ impl Connection {
         let mut used = 0;
         loop {
             if self.answer_requests(max_n) == Flow::Close {
-                self.state = State::Finishing;
+                self.state = State::Finishing { input_ended: false };
                 return data.len(); // nothing after a line too long is framed
             }
             if self.paused() || used == data.len() {
@@ -285,6 +385,7 @@ impl Connection {
             let Some(frame) = self.requests.next_frame() else {
                 break;
             };
+            self.deadline.moved = true;
             if protocol::answer(frame, max_n, self.outbox.queue()) == Flow::Close {
                 return Flow::Close;
             }
@@ -294,49 +395,78 @@ impl Connection {
 
     // ANCHOR: receive
     /// Submits the answers that wait and the next receive, into the input buffer, as one
-    /// linked chain: the send first, the receive once it has gone out. Without answers to
-    /// send (a partial line), or while a send is in flight already, the receive goes alone.
+    /// linked chain: the send first, the receive once it has gone out, and the receive's
+    /// deadline (`left` from now) behind it. Without answers to send, or while a send is in
+    /// flight already, the receive and its deadline go alone.
     ///
-    /// Both reach the kernel in the same `io_uring_enter`, the one that waits for what comes
+    /// All reach the kernel in the same `io_uring_enter`, the one that waits for what comes
     /// next, and only the receive posts a completion: one system call and one completion per
     /// request. Submitted side by side instead, the send's completion, arriving at once,
     /// would end that wait, and a second enter would wait for the receive.
-    fn exchange(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        let receive = self.receive_entry(key);
+    fn exchange(&mut self, key: usize, left: Option<Duration>, ring: &mut Ring) -> io::Result<()> {
+        let timeout = self.link_timeout(key, left);
+        let receive = self.receive_entry(key, timeout.is_some());
+        let then: &[&squeue::Entry] = match &timeout {
+            Some(timeout) => &[&receive, timeout],
+            None => &[&receive],
+        };
+        let socket = Fd(self.stream.as_raw_fd());
         // SAFETY: the receive writes into `input`, a raw allocation owned by this
         // connection: moving the connection (the slab grows) moves only the pointer to it,
         // and no reference to its bytes exists until the receive's completion has arrived
         // (`on_received` makes the first). The connection stays in the slab, socket open,
-        // until then (`recv_in_flight`, see `Status::Closed`). The send before it is the
-        // outbox's (see `Outbox::send_then`); `recv_in_flight` also covers the case where the
-        // send fails and its completion says the receive will never run.
+        // until then (`recv_in_flight`, see `Status::Closed`). The timeout is
+        // `link_timeout`'s, the send the outbox's (see `Outbox::send_then`);
+        // `recv_in_flight` also covers a send that fails, whose completion says that the
+        // rest of the chain will never run.
         let chained = unsafe {
-            self.outbox.send_then(
-                Fd(self.stream.as_raw_fd()),
-                Token::Send(key).into(),
-                &receive,
-                ring,
-            )?
+            self.outbox
+                .send_then(socket, Token::Send(key).into(), then, ring)?
         };
         if !chained {
             // SAFETY: as above.
-            unsafe { ring.push(&receive)? };
+            unsafe { ring.push_chain(then)? };
         }
         self.recv_in_flight = true;
         Ok(())
     }
     // ANCHOR_END: receive
 
-    /// A receive into the input buffer, whose completion names this connection.
-    fn receive_entry(&mut self, key: usize) -> io_uring::squeue::Entry {
-        opcode::Recv::new(
+    /// A receive into the input buffer, whose completion names this connection; linked to
+    /// the operation after it when `linked`.
+    fn receive_entry(&mut self, key: usize, linked: bool) -> squeue::Entry {
+        let entry = opcode::Recv::new(
             Fd(self.stream.as_raw_fd()),
             self.input.as_ptr(),
             u32::try_from(self.input.len()).unwrap_or(u32::MAX),
         )
         .build()
-        .user_data(Token::Recv(key).into())
+        .user_data(Token::Recv(key).into());
+        if linked {
+            entry.flags(squeue::Flags::IO_LINK)
+        } else {
+            entry
+        }
     }
+
+    // ANCHOR: link_timeout
+    /// The receive's deadline, `left` from now, as the kernel's own timer on it: a link
+    /// timeout. If it fires first, the kernel cancels the receive, whose completion says
+    /// `-ECANCELED`; if the receive completes first, the kernel cancels the timer. Either
+    /// way the timer posts no completion of its own (`IOSQE_CQE_SKIP_SUCCESS`, which the
+    /// kernel honours for link timeouts: see tests/kernel.rs), so a deadline costs no
+    /// completion and no system call.
+    fn link_timeout(&mut self, key: usize, left: Option<Duration>) -> Option<squeue::Entry> {
+        // The kernel copies the duration when it takes the submission (tests/kernel.rs
+        // again), from this Box, which nothing writes until the next receive.
+        *self.deadline.left = Timespec::from(left?);
+        let timeout = opcode::LinkTimeout::new(&*self.deadline.left)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Token::LinkTimeout(key).into());
+        Some(timeout)
+    }
+    // ANCHOR_END: link_timeout
 
     /// Submits the answers that wait, unless a send is already in flight.
     fn send_answers(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
@@ -349,15 +479,17 @@ impl Connection {
         }
     }
 
-    /// Submits a receive whose bytes are thrown away (lingering).
-    fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        let entry = self.receive_entry(key);
-        // SAFETY: as in `exchange`: `input` is this connection's raw allocation, which
-        // nothing reads (lingering never looks at the bytes) and which stays, socket open,
-        // until this receive completes.
-        unsafe { ring.push(&entry)? };
-        self.recv_in_flight = true;
-        Ok(())
+    /// Submits a receive whose bytes are thrown away (lingering), until the drain's
+    /// deadline if it has one; closes if the deadline has passed.
+    fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
+        match self.time_left(None) {
+            Some(left) if left.is_zero() => {
+                self.state = State::Closing;
+                self.close(key, ring)
+            }
+            // Nothing to send while lingering: the receive (and its timeout) go alone.
+            left => self.exchange(key, left, ring).map(|()| Status::Open),
+        }
     }
 
     // ANCHOR: close
@@ -365,20 +497,26 @@ impl Connection {
     /// kernel to cancel what is, and waiting for the completions: the cancelled operations'
     /// and the cancellation's own. Until they have come, the buffers are still the
     /// kernel's, and the connection stays.
-    ///
-    /// The cancellation names this connection's socket, so that it finds the send and the
-    /// receive, linked or not, and were the socket closed first, its number could be reused
-    /// by the next accepted connection and the cancellation would hit that one. It can find
-    /// nothing (an operation between two steps: a receive about to start behind the send
-    /// that just went out); when it completes and something is still in flight, it is
-    /// asked again.
     fn close(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
-        let in_flight = self.recv_in_flight || self.outbox.in_flight();
-        if !in_flight && self.cancels_in_flight == 0 {
+        if !self.in_flight() && self.cancels_in_flight == 0 {
             // Dropping the connection closes its socket and frees its buffers.
             return Ok(Status::Closed);
         }
-        if in_flight && self.cancels_in_flight == 0 {
+        self.cancel(key, ring)?;
+        Ok(Status::Open)
+    }
+
+    /// Asks the kernel to cancel every operation on the socket, unless a cancellation is on
+    /// its way already.
+    ///
+    /// By socket, so that it finds the send and the receive, linked or not (by `user_data`,
+    /// a receive waiting behind its send is not found). And the socket stays open until the
+    /// cancellation's completion: were it closed first, its number could be reused by the
+    /// next accepted connection and the cancellation would hit that one. It can find nothing
+    /// (an operation between two steps: a receive about to start behind the send that just
+    /// went out); when it completes and something is still in flight, it is asked again.
+    fn cancel(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+        if self.in_flight() && self.cancels_in_flight == 0 {
             let entry =
                 opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.stream.as_raw_fd())).all())
                     .build()
@@ -388,9 +526,14 @@ impl Connection {
             unsafe { ring.push(&entry)? };
             self.cancels_in_flight += 1;
         }
-        Ok(Status::Open)
+        Ok(())
     }
     // ANCHOR_END: close
+
+    /// Whether the kernel holds an operation of this connection (other than a cancellation).
+    fn in_flight(&self) -> bool {
+        self.recv_in_flight || self.outbox.in_flight()
+    }
 }
 
 impl fmt::Debug for Connection {
@@ -402,7 +545,7 @@ impl fmt::Debug for Connection {
             .field("input", &self.input)
             .field("unread", &self.unread.len())
             .field("outbox", &self.outbox)
-            .field("input_ended", &self.input_ended)
+            .field("deadline", &self.deadline)
             .field("recv_in_flight", &self.recv_in_flight)
             .field("cancels_in_flight", &self.cancels_in_flight)
             .finish_non_exhaustive()

@@ -1,20 +1,25 @@
 //! The event loop: one thread, one ring, a slab of connections, and a `match` on what each
-//! completion is for.
+//! completion is for; accepting, and shutting down gracefully.
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use io_uring::opcode;
 use io_uring::types::{Fd, Timespec};
+use shared::cli::Config;
 use shared::net::{
     ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error, report_connection_error,
 };
+use shared::shutdown::Drain;
 use slab::Slab;
 
 use crate::connection::{Connection, Core, Status};
 use crate::ring::Ring;
+use crate::shutdown;
 use crate::token::{MAX_CONNECTIONS, Token};
 
 /// The ring's event loop: the listener, the ring, and the connections.
@@ -22,43 +27,82 @@ use crate::token::{MAX_CONNECTIONS, Token};
 pub struct EventLoop {
     listener: TcpListener,
     ring: Ring,
+    /// A duplicate of the ring's descriptor, by which the signal thread posts to the ring
+    /// (it holds a weak reference): while it lives, that number is this ring's, and once the
+    /// loop is over, nothing posts to it any more.
+    #[expect(dead_code, reason = "held for what dropping it does, never read")]
+    ring_fd: Arc<OwnedFd>,
+    /// An accept is in flight.
+    accepting: bool,
     /// Every connection, by the key its operations carry in their `user_data`. A connection
     /// leaves the slab only when no operation in flight names it any more.
     connections: Slab<Connection>,
     max_n: u32,
-    /// How long accepting pauses when out of file descriptors, where the kernel can read it:
-    /// a timeout operation points to its duration.
+    idle: Option<Duration>,
+    /// `--grace`.
+    grace: Duration,
+    /// How long accepting pauses when out of file descriptors, and `grace`, where the kernel
+    /// can read them: a timeout operation points to its duration.
     backoff: Timespec,
+    grace_timeout: Timespec,
+    /// Counting the connections closed since the shutdown began; `None` until it does.
+    drain: Option<Drain>,
+    /// The cancellation of the accept is in flight.
+    accept_cancel_in_flight: bool,
+    grace_over: bool,
 }
 
-/// Serves on this thread with `ring` and `listener`, forever.
+/// Serves on this thread with `ring` and `listener` until a graceful shutdown completes.
 ///
 /// # Errors
 ///
-/// Only when the listener or the ring breaks.
-pub fn serve(ring: Ring, listener: TcpListener, max_n: u32) -> io::Result<()> {
+/// Only when the ring breaks, or cannot be told about signals.
+pub fn serve(ring: Ring, listener: TcpListener, config: &Config) -> io::Result<()> {
+    let ring_fd = Arc::new(ring.io_uring().as_fd().try_clone_to_owned()?);
+    shutdown::notify_on_signal(vec![(Arc::downgrade(&ring_fd), Token::Shutdown.into())])?;
     let mut event_loop = EventLoop {
         listener,
         ring,
+        ring_fd,
+        accepting: false,
         connections: Slab::new(),
-        max_n,
+        max_n: config.max_n,
+        idle: config.idle(),
+        grace: config.grace,
         backoff: Timespec::from(ACCEPT_BACKOFF),
+        grace_timeout: Timespec::from(config.grace),
+        drain: None,
+        accept_cancel_in_flight: false,
+        grace_over: false,
     };
-    event_loop.run()
+    event_loop.run()?;
+    if let Some(drain) = event_loop.drain.take() {
+        drain.finish("step07", event_loop.connections.len());
+    }
+    Ok(())
 }
 
 impl EventLoop {
     // ANCHOR: event_loop
     fn run(&mut self) -> io::Result<()> {
         self.accept()?;
-        loop {
+        while !self.finished() {
             // The one place this thread waits: submit what was queued, sleep until something
             // completes.
             let completion = self.ring.next_completion()?;
             self.dispatch(completion.user_data().into(), completion.result())?;
         }
+        Ok(())
     }
     // ANCHOR_END: event_loop
+
+    /// Whether a shutdown is complete: no connection left (or no more patience), and
+    /// nothing in flight that names the listener.
+    fn finished(&self) -> bool {
+        self.drain.is_some()
+            && ((self.connections.is_empty() && !self.accepting && !self.accept_cancel_in_flight)
+                || self.grace_over)
+    }
 
     // ANCHOR: dispatch
     /// Hands a completion to whoever waits for it. `result` is what the system call would
@@ -71,9 +115,9 @@ impl EventLoop {
     fn dispatch(&mut self, token: Token, result: i32) -> io::Result<()> {
         let key = match token {
             Token::Accept => return self.on_accepted(result),
-            // The pause is over (the timer's result, -ETIME, says only that it expired).
-            Token::AcceptBackoff => return self.accept(),
             Token::Recv(key) | Token::Send(key) | Token::Cancel(key) => key,
+            // Timers, the shutdown: the loop's own.
+            _ => return self.on_loop_event(token),
         };
         // A connection leaves the slab only once nothing in flight names it, so every
         // completion still finds its connection here.
@@ -81,6 +125,7 @@ impl EventLoop {
         let mut core = Core {
             ring: &mut self.ring,
             max_n: self.max_n,
+            idle: self.idle,
         };
         match token {
             Token::Recv(_) => connection.on_received(result, &mut core),
@@ -88,16 +133,48 @@ impl EventLoop {
             _ => connection.on_cancelled(),
         }
         if connection.advance(key, &mut core)? == Status::Closed {
-            // Dropping it closes its socket and frees its buffers: the kernel holds neither.
-            self.connections.remove(key);
+            self.remove(key);
         }
         Ok(())
     }
     // ANCHOR_END: dispatch
 
-    /// Submits one accept on the listener. Its completion brings a new connection's file
-    /// descriptor, and [`on_accepted`](Self::on_accepted) submits the next accept.
+    /// The completions that concern the loop rather than a connection.
+    fn on_loop_event(&mut self, token: Token) -> io::Result<()> {
+        match token {
+            // The pause is over (the timer's result, -ETIME, says only that it expired).
+            Token::AcceptBackoff => self.accept(),
+            Token::Shutdown => self.begin_shutdown(),
+            Token::ShutdownDeadline => {
+                self.grace_over = true;
+                Ok(())
+            }
+            Token::CancelAccept => self.on_accept_cancelled(),
+            // A link timeout posts a completion only if it could not be set up; the
+            // receive's own completion says what happened.
+            Token::LinkTimeout(_) => Ok(()),
+            Token::Accept | Token::Recv(_) | Token::Send(_) | Token::Cancel(_) => {
+                unreachable!("dispatched to their handlers")
+            }
+        }
+    }
+
+    /// Drops connection `key`, which closes its socket and frees its buffers: the kernel
+    /// holds neither any more.
+    fn remove(&mut self, key: usize) {
+        self.connections.remove(key);
+        if let Some(drain) = &mut self.drain {
+            drain.closed();
+        }
+    }
+
+    /// Submits one accept on the listener, unless the server is shutting down. Its
+    /// completion brings a new connection's file descriptor, and
+    /// [`on_accepted`](Self::on_accepted) submits the next accept.
     fn accept(&mut self) -> io::Result<()> {
+        if self.drain.is_some() {
+            return Ok(());
+        }
         let entry = opcode::Accept::new(
             Fd(self.listener.as_raw_fd()),
             ptr::null_mut(),
@@ -109,13 +186,19 @@ impl EventLoop {
         // SAFETY: no buffer (we do not ask for the peer's address). The listener is a field
         // of the event loop, which cancels every operation in flight before its fields drop
         // (see `Drop for EventLoop`).
-        unsafe { self.ring.push(&entry) }
+        unsafe { self.ring.push(&entry)? };
+        self.accepting = true;
+        Ok(())
     }
 
     /// An accept completed: start serving the new connection and accept the next one.
     ///
     /// A failed accept never ends the server (see [`after_accept_error`]).
     fn on_accepted(&mut self, result: i32) -> io::Result<()> {
+        self.accepting = false;
+        if result == -libc::ECANCELED {
+            return Ok(()); // the shutdown cancelled it
+        }
         if result < 0 {
             let error = io::Error::from_raw_os_error(-result);
             return match after_accept_error(&error) {
@@ -130,12 +213,19 @@ impl EventLoop {
         let key = entry.key();
         if key < MAX_CONNECTIONS {
             let connection = entry.insert(Connection::new(stream));
+            if self.drain.is_some() {
+                // Accepted as the shutdown began: it closes cleanly like the others.
+                connection.stop();
+            }
             let mut core = Core {
                 ring: &mut self.ring,
                 max_n: self.max_n,
+                idle: self.idle,
             };
             // Submits its first receive (a fresh connection is never closed at once).
-            connection.advance(key, &mut core)?;
+            if connection.advance(key, &mut core)? == Status::Closed {
+                self.remove(key);
+            }
         } // else dropping the stream closes it: the ring is full
         self.accept()
     }
@@ -156,6 +246,64 @@ impl EventLoop {
         // the ring; the kernel reads it when the operation is submitted, and the event loop
         // cancels everything in flight before its fields drop.
         unsafe { self.ring.push(&entry) }
+    }
+
+    /// Ctrl-C or SIGTERM: stop accepting, stop every connection (each answers what it has
+    /// received, then closes cleanly: see `Connection::stop`), and give them `--grace` to
+    /// finish.
+    ///
+    /// Stopping, in the completion style, is asking: the accept in flight and every
+    /// receive in flight are the kernel's, and each is cancelled by a request whose answer
+    /// comes as a completion. The loop goes on until every connection has closed.
+    fn begin_shutdown(&mut self) -> io::Result<()> {
+        if self.drain.is_some() {
+            return Ok(());
+        }
+        self.drain = Some(Drain::begin("step07", self.connections.len(), self.grace));
+        self.cancel_accept()?;
+        let mut closed = Vec::new();
+        for (key, connection) in &mut self.connections {
+            connection.stop();
+            let mut core = Core {
+                ring: &mut self.ring,
+                max_n: self.max_n,
+                idle: self.idle,
+            };
+            if connection.advance(key, &mut core)? == Status::Closed {
+                closed.push(key);
+            }
+        }
+        for key in closed {
+            self.remove(key);
+        }
+        let entry = opcode::Timeout::new(&self.grace_timeout)
+            .build()
+            .user_data(Token::ShutdownDeadline.into());
+        // SAFETY: points to `self.grace_timeout`, a field of the event loop (see `pause_accepting`).
+        unsafe { self.ring.push(&entry) }
+    }
+
+    /// Asks the kernel to cancel the accept in flight, if there is one and no cancellation
+    /// is on its way already.
+    fn cancel_accept(&mut self) -> io::Result<()> {
+        if !self.accepting || self.accept_cancel_in_flight {
+            return Ok(());
+        }
+        let entry = opcode::AsyncCancel::new(Token::Accept.into())
+            .build()
+            .user_data(Token::CancelAccept.into());
+        // SAFETY: a cancellation points to no buffer; the accept it names is the listener's,
+        // which stays open until the event loop drops.
+        unsafe { self.ring.push(&entry)? };
+        self.accept_cancel_in_flight = true;
+        Ok(())
+    }
+
+    /// The accept's cancellation completed. If it found nothing (the accept was completing
+    /// just then) and the accept is still in flight, it is asked again.
+    fn on_accept_cancelled(&mut self) -> io::Result<()> {
+        self.accept_cancel_in_flight = false;
+        self.cancel_accept()
     }
 }
 

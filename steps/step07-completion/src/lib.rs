@@ -69,6 +69,8 @@
 //!   half-close, closing with operations in flight;
 //! - [`outbox`]: answers on their way, and partial sends;
 //! - [`kernel_buffer`]: memory the kernel writes into, held by no Rust reference meanwhile;
+//! - [`messenger`] and [`shutdown`]: messages to a ring from other threads (`MSG_RING`), and
+//!   Ctrl-C posted to the ring as one;
 //! - [`ring`]: the ring itself: pushing submissions (never dropping one when the queue is
 //!   full), waiting for completions, and the clear error where io_uring is refused.
 
@@ -79,11 +81,15 @@ pub mod event_loop;
 #[cfg(target_os = "linux")]
 pub mod kernel_buffer;
 #[cfg(target_os = "linux")]
+pub mod messenger;
+#[cfg(target_os = "linux")]
 pub mod outbox;
 #[cfg(target_os = "linux")]
 pub mod ring;
 #[cfg(target_os = "linux")]
 mod server;
+#[cfg(target_os = "linux")]
+pub mod shutdown;
 #[cfg(target_os = "linux")]
 pub mod token;
 

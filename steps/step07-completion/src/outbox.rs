@@ -119,8 +119,9 @@ impl Outbox {
     // ANCHOR_END: send
 
     // ANCHOR: send_then
-    /// Submits a send of the answers that wait, linked to `then`: the kernel starts `then`
-    /// once the send has gone out whole, and the send posts a completion only if it fails.
+    /// Submits a send of the answers that wait, linked to `then` (an operation, or a chain of
+    /// two): the kernel starts `then` once the send has gone out whole, and the send posts a
+    /// completion only if it fails.
     /// Returns false, submitting nothing, when a send is in flight already or nothing waits.
     ///
     /// `MSG_WAITALL` makes the kernel send every byte before it calls the send done (a short
@@ -137,15 +138,18 @@ impl Outbox {
         &mut self,
         socket: Fd,
         user_data: u64,
-        then: &squeue::Entry,
+        then: &[&squeue::Entry],
         ring: &mut Ring,
     ) -> io::Result<bool> {
         let Some(send) = self.next_send(socket, user_data, libc::MSG_WAITALL) else {
             return Ok(false);
         };
         let send = send.flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS);
+        // The send, then `then`: a chain of two or three, on the stack.
+        let mut chain = [&send; 3];
+        chain[1..=then.len()].copy_from_slice(then);
         // SAFETY: as in `send` for the send; our caller answers for `then`.
-        unsafe { ring.push_chain(&[send, then.clone()])? };
+        unsafe { ring.push_chain(&chain[..=then.len()])? };
         self.in_flight = true;
         self.chained = true;
         Ok(true)

@@ -19,7 +19,7 @@ const SUBMISSION_QUEUE: u32 = 256;
 pub struct Server {
     listener: TcpListener,
     ring: Ring,
-    max_n: u32,
+    config: Config,
 }
 
 impl shared::Server for Server {
@@ -29,12 +29,12 @@ impl shared::Server for Server {
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         // Closing a connection cancels its operations by file descriptor (5.19), and
-        // shutting down cancels everything synchronously (6.0).
+        // dropping the ring cancels everything synchronously (6.0).
         require_linux(6, 0, "step07's cancellation")?;
         Ok(Server {
             listener: listen(config.addr)?,
             ring: Ring::new(SUBMISSION_QUEUE, STEP07_OPERATIONS)?,
-            max_n: config.max_n,
+            config: config.clone(),
         })
     }
 
@@ -45,7 +45,7 @@ impl shared::Server for Server {
     }
 
     fn run(self) -> io::Result<()> {
-        event_loop::serve(self.ring, self.listener, self.max_n)
+        event_loop::serve(self.ring, self.listener, &self.config)
     }
 }
 

@@ -30,10 +30,19 @@ pub enum Token {
     Send(usize),
     /// A cancellation of connection `key`'s operations.
     Cancel(usize),
+    /// The link timeout behind a receive of connection `key`. It posts no completion of its
+    /// own (`IOSQE_CQE_SKIP_SUCCESS`): when it fires, the receive's says so.
+    LinkTimeout(usize),
+    /// From the signal thread: shut down gracefully.
+    Shutdown,
+    /// The end of the shutdown's grace period.
+    ShutdownDeadline,
+    /// The cancellation of the accept, as the shutdown begins.
+    CancelAccept,
 }
 
 /// How many kinds there are: one more than the largest [`Token::kind`].
-const KINDS: u64 = 5;
+const KINDS: u64 = 9;
 
 // Every kind fits in its bits, and a kind and a key fit in `user_data`.
 const _: () = assert!(KINDS <= 1 << KIND_BITS);
@@ -48,6 +57,10 @@ impl Token {
             Token::Recv(_) => 2,
             Token::Send(_) => 3,
             Token::Cancel(_) => 4,
+            Token::LinkTimeout(_) => 5,
+            Token::Shutdown => 6,
+            Token::ShutdownDeadline => 7,
+            Token::CancelAccept => 8,
         }
     }
 }
@@ -55,8 +68,14 @@ impl Token {
 impl From<Token> for u64 {
     fn from(token: Token) -> u64 {
         let key = match token {
-            Token::Recv(key) | Token::Send(key) | Token::Cancel(key) => key,
-            Token::Accept | Token::AcceptBackoff => 0,
+            Token::Recv(key) | Token::Send(key) | Token::Cancel(key) | Token::LinkTimeout(key) => {
+                key
+            }
+            Token::Accept
+            | Token::AcceptBackoff
+            | Token::Shutdown
+            | Token::ShutdownDeadline
+            | Token::CancelAccept => 0,
         };
         debug_assert!(key < MAX_CONNECTIONS, "keys stay below MAX_CONNECTIONS");
         ((key as u64) << KIND_BITS) | token.kind()
@@ -72,6 +91,10 @@ impl From<u64> for Token {
             2 => Token::Recv(key),
             3 => Token::Send(key),
             4 => Token::Cancel(key),
+            5 => Token::LinkTimeout(key),
+            6 => Token::Shutdown,
+            7 => Token::ShutdownDeadline,
+            8 => Token::CancelAccept,
             // Every submission's user_data is made by `From<Token>` above.
             kind => unreachable!("user_data {user_data:#x} has no operation kind {kind}"),
         }
@@ -92,6 +115,10 @@ mod tests {
             Token::Recv(last),
             Token::Send(7),
             Token::Cancel(last),
+            Token::LinkTimeout(12345),
+            Token::Shutdown,
+            Token::ShutdownDeadline,
+            Token::CancelAccept,
         ] {
             assert_eq!(Token::from(u64::from(token)), token);
         }
