@@ -209,6 +209,12 @@ impl EventLoop {
         // SAFETY: an accept's result is a file descriptor the kernel just opened for us;
         // nothing else in this process knows it, so the stream is its only owner.
         let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(result) });
+        self.add_connection(stream)?;
+        self.accept()
+    }
+
+    /// Starts serving a newly accepted connection (stopped at once while shutting down).
+    fn add_connection(&mut self, stream: TcpStream) -> io::Result<()> {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         if key < MAX_CONNECTIONS {
@@ -227,7 +233,7 @@ impl EventLoop {
                 self.remove(key);
             }
         } // else dropping the stream closes it: the ring is full
-        self.accept()
+        Ok(())
     }
 
     /// Out of file descriptors (or memory, or anything [`after_accept_error`] cannot
@@ -248,9 +254,9 @@ impl EventLoop {
         unsafe { self.ring.push(&entry) }
     }
 
-    /// Ctrl-C or SIGTERM: stop accepting, stop every connection (each answers what it has
-    /// received, then closes cleanly: see `Connection::stop`), and give them `--grace` to
-    /// finish.
+    /// Ctrl-C or SIGTERM: stop accepting (what waits in the backlog is accepted first), stop
+    /// every connection (each answers what it has received, then closes cleanly: see
+    /// `Connection::stop`), and give them `--grace` to finish.
     ///
     /// Stopping, in the completion style, is asking: the accept in flight and every
     /// receive in flight are the kernel's, and each is cancelled by a request whose answer
@@ -261,6 +267,9 @@ impl EventLoop {
         }
         self.drain = Some(Drain::begin("step07", self.connections.len(), self.grace));
         self.cancel_accept()?;
+        for stream in accept_backlog(&self.listener) {
+            self.add_connection(stream)?;
+        }
         let mut closed = Vec::new();
         for (key, connection) in &mut self.connections {
             connection.stop();
@@ -305,6 +314,21 @@ impl EventLoop {
         self.accept_cancel_in_flight = false;
         self.cancel_accept()
     }
+}
+
+/// The connections waiting in `listener`'s backlog as a shutdown begins: their handshake is
+/// done, and their clients think them open. Accepted now, with plain non-blocking accepts,
+/// they are closed cleanly like the others; left there, they would be reset when the
+/// listener closes.
+pub fn accept_backlog(listener: &TcpListener) -> Vec<TcpStream> {
+    let mut waiting = Vec::new();
+    if listener.set_nonblocking(true).is_ok() {
+        // Until the backlog is empty (WouldBlock), or accepting fails for another reason.
+        while let Ok((stream, _)) = listener.accept() {
+            waiting.push(stream);
+        }
+    }
+    waiting
 }
 
 /// What to do after an accept failed.

@@ -56,13 +56,36 @@ impl Messenger {
     /// again after a pause that doubles up to [`LONGEST_RETRY_WAIT`], for as long as the
     /// target lives.
     pub fn post(&mut self, target: &Weak<OwnedFd>, result: i32, user_data: u64) -> bool {
+        self.post_until(target, result, user_data, |_| true)
+    }
+
+    /// [`post`](Self::post), except that a ring not enabled yet is not waited for: `false`.
+    /// For a message whose target checks for itself, once enabled, what it may have missed
+    /// (step08's rings look for a shutdown requested before they could hear of it), and
+    /// whose sender must not wait for a ring that may never be enabled.
+    pub fn post_if_enabled(&mut self, target: &Weak<OwnedFd>, result: i32, user_data: u64) -> bool {
+        self.post_until(target, result, user_data, |error| {
+            error.raw_os_error() != Some(libc::EBADFD)
+        })
+    }
+
+    /// Posts, trying again after each failure that `again` says is worth another try.
+    fn post_until(
+        &mut self,
+        target: &Weak<OwnedFd>,
+        result: i32,
+        user_data: u64,
+        again: impl Fn(&io::Error) -> bool,
+    ) -> bool {
         let mut wait = FIRST_RETRY_WAIT;
         loop {
             let Some(ring) = target.upgrade() else {
                 return false;
             };
-            if self.deliver(&ring, result, user_data).is_ok() {
-                return true;
+            match self.deliver(&ring, result, user_data) {
+                Ok(()) => return true,
+                Err(error) if !again(&error) => return false,
+                Err(_) => {}
             }
             // Let go of the target while waiting: it may end meanwhile.
             drop(ring);
@@ -176,6 +199,17 @@ mod tests {
         assert!(messenger.post(&Arc::downgrade(&fd), 1, 99));
         let mut target = enabler.join().expect("the enabler does not panic");
         assert_eq!(completions(&mut target), [(99, 1)]);
+    }
+
+    #[test]
+    fn a_message_if_enabled_does_not_wait_for_a_ring_not_enabled() {
+        let target = IoUring::builder()
+            .setup_r_disabled()
+            .build(8)
+            .expect("a ring");
+        let fd = descriptor(&target);
+        let mut messenger = Messenger::new().expect("a messenger");
+        assert!(!messenger.post_if_enabled(&Arc::downgrade(&fd), 1, 99));
     }
 
     #[test]

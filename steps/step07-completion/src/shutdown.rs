@@ -12,7 +12,10 @@ use std::sync::{Mutex, PoisonError, Weak};
 use crate::messenger::Messenger;
 
 /// Posts a completion with its `user_data` to each of `rings` when SIGINT or SIGTERM
-/// arrives (at once, if one came already). A ring that is gone by then is skipped.
+/// arrives (at once, if one came already). A ring that is gone by then is skipped, and so is
+/// one not enabled yet: its owner checks [`shared::shutdown::requested`] once it has
+/// enabled it (the signal is flagged before any message is posted, so either the message or
+/// the check sees it).
 ///
 /// The messenger's ring is made here, now, rather than when the signal comes: by then the
 /// process may be out of file descriptors (a busy server may well be), and a signal that
@@ -27,7 +30,7 @@ pub fn notify_on_signal(rings: Vec<(Weak<OwnedFd>, u64)>) -> io::Result<()> {
     shared::shutdown::on_signal(move || {
         let mut messenger = messenger.lock().unwrap_or_else(PoisonError::into_inner);
         for (ring, user_data) in &rings {
-            messenger.post(ring, 0, *user_data);
+            messenger.post_if_enabled(ring, 0, *user_data);
         }
     });
     Ok(())
