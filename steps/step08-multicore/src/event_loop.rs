@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode};
-use shared::net::{ACCEPT_BACKOFF, is_out_of_fds, is_transient_accept_error};
+use shared::cli::Config;
+use shared::net::ACCEPT_BACKOFF;
+use shared::shutdown::Drain;
 use slab::Slab;
+use step07::event_loop::{AfterAcceptError, accept_backlog, after_accept_error};
 use step07::ring::Ring;
 
 use crate::buffers::BufferRing;
 use crate::connection::{Connection, Core, Status};
 use crate::pool::{Pool, PoolHandle, fib_value};
-use crate::shutdown;
 use crate::token::{MAX_CONNECTIONS, Token};
 
 /// Provided buffers per ring, and their size. 1024 buffers of 4 KiB, 4 MiB per ring: enough
@@ -45,9 +47,6 @@ const BUFFER_SIZE: usize = 4096;
 /// on one CPU, against 3.4 µs with 4 ms or more (Linux 6.18 VM, `taskset -c 0` for both).
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
-/// How long a graceful shutdown waits for clients to take their last answers.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// One ring's event loop.
 #[derive(Debug)]
 pub struct EventLoop {
@@ -60,29 +59,39 @@ pub struct EventLoop {
     accepting: bool,
     connections: Slab<Connection>,
     pool: PoolHandle,
+    /// A duplicate of the ring's descriptor, by which the pool and the signal thread post
+    /// their messages to the ring (they hold weak references): while it lives, that number
+    /// is this ring's, and once the loop is over, nothing posts to it any more.
+    #[expect(dead_code, reason = "held for what dropping it does, never read")]
+    ring_fd: Arc<OwnedFd>,
     max_n: u32,
+    idle: Option<Duration>,
+    /// `--grace`.
+    grace: Duration,
     /// Durations the kernel reads when a timeout is submitted.
     backoff: Timespec,
-    grace: Timespec,
-    shutting_down: bool,
+    grace_timeout: Timespec,
+    /// Counting the connections closed since the shutdown began; `None` until it does.
+    drain: Option<Drain>,
+    /// The cancellation of the accept is in flight.
+    accept_cancel_in_flight: bool,
     grace_over: bool,
 }
 
 /// Serves on this thread with `ring` and `listener` until a graceful shutdown completes.
 ///
 /// `ring_fd` is a duplicate of the ring's descriptor, by which the pool and the signal
-/// thread post their messages to it; it keeps that number this ring's for as long as
-/// anything may still post to it.
+/// thread post their messages to it; the event loop holds it for as long as it runs.
 ///
 /// # Errors
 ///
-/// When the ring cannot be set up or fails, or the listener breaks.
+/// When the ring cannot be set up or fails.
 pub fn serve(
     mut ring: Ring,
     ring_fd: Arc<OwnedFd>,
     listener: TcpListener,
     pool: &Pool,
-    max_n: u32,
+    config: &Config,
 ) -> io::Result<()> {
     // The ring was created disabled, so that the thread using it, this one, is the one it
     // belongs to (`IORING_SETUP_SINGLE_ISSUER`).
@@ -95,18 +104,31 @@ pub fn serve(
         listener,
         accepting: false,
         connections: Slab::new(),
-        pool: pool.handle(ring_fd),
-        max_n,
+        pool: pool.handle(&ring_fd),
+        ring_fd,
+        max_n: config.max_n,
+        idle: config.idle(),
+        grace: config.grace,
         backoff: Timespec::from(ACCEPT_BACKOFF),
-        grace: Timespec::from(SHUTDOWN_GRACE),
-        shutting_down: false,
+        grace_timeout: Timespec::from(config.grace),
+        drain: None,
+        accept_cancel_in_flight: false,
         grace_over: false,
     };
     // A signal that came before the ring was enabled could not be posted to it.
-    if shutdown::requested() {
+    if shared::shutdown::requested() {
         event_loop.begin_shutdown()?;
     }
-    event_loop.run()
+    event_loop.run()?;
+    if let Some(drain) = event_loop.drain.take() {
+        drain.finish(&name(), event_loop.connections.len());
+    }
+    Ok(())
+}
+
+/// What this ring calls itself in what it says: `step08 ring-0`.
+fn name() -> String {
+    format!("step08 {}", std::thread::current().name().unwrap_or("ring"))
 }
 
 impl EventLoop {
@@ -121,10 +143,12 @@ impl EventLoop {
     }
     // ANCHOR_END: event_loop
 
-    /// Whether a shutdown is complete: no connections left (or no more patience), and no
-    /// accept in flight.
+    /// Whether a shutdown is complete: no connections left (or no more patience), and
+    /// nothing in flight that names the listener.
     fn finished(&self) -> bool {
-        self.shutting_down && ((self.connections.is_empty() && !self.accepting) || self.grace_over)
+        self.drain.is_some()
+            && ((self.connections.is_empty() && !self.accepting && !self.accept_cancel_in_flight)
+                || self.grace_over)
     }
 
     fn dispatch(&mut self, completion: &cqueue::Entry) -> io::Result<()> {
@@ -134,24 +158,31 @@ impl EventLoop {
             Token::Accept => return self.on_accepted(result, cqueue::more(flags)),
             Token::AcceptBackoff => return self.accept(),
             Token::Shutdown => return self.begin_shutdown(),
-            Token::ShutdownDeadline => return self.end_grace(),
-            Token::Ignore => return Ok(()),
-            Token::Recv(key) | Token::Send(key) | Token::Cancel(key) | Token::Fib { key, .. } => {
-                key
+            Token::ShutdownDeadline => {
+                self.grace_over = true;
+                return Ok(());
             }
+            Token::CancelAccept => return self.on_accept_cancelled(),
+            Token::Recv(key)
+            | Token::Send(key)
+            | Token::Cancel(key)
+            | Token::Timer(key)
+            | Token::CancelTimer(key)
+            | Token::Fib { key, .. } => key,
         };
         let mut core = Core {
             ring: &mut self.ring,
             pool: &self.pool,
             buffer_group: self.buffers.group(),
             max_n: self.max_n,
+            idle: self.idle,
         };
         let connection = &mut self.connections[key];
         match token {
             Token::Recv(_) => {
                 let buffer = cqueue::buffer_select(flags);
                 let data = match buffer {
-                    Some(id) => self.buffers.data(id, result.max(0) as usize),
+                    Some(id) => self.buffers.take(id, result.max(0) as usize),
                     None => &[],
                 };
                 connection.on_received(key, result, data, cqueue::more(flags), &mut core);
@@ -162,40 +193,52 @@ impl EventLoop {
             }
             Token::Send(_) => connection.on_sent(result),
             Token::Cancel(_) => connection.on_cancelled(),
+            Token::Timer(_) => connection.on_timer(result, self.idle),
+            Token::CancelTimer(_) => connection.on_timer_cancelled(),
             Token::Fib { seq, .. } => {
                 connection.on_fib(seq, fib_value(result, completion.user_data()));
             }
             _ => unreachable!("handled above"),
         }
         if connection.advance(key, &mut core)? == Status::Closed {
-            self.connections.remove(key);
+            self.remove(key);
         }
         Ok(())
     }
 
-    /// Arms a multishot accept: one submission, a completion per accepted connection.
+    /// Drops connection `key`, which closes its socket: nothing in flight names it any more.
+    fn remove(&mut self, key: usize) {
+        self.connections.remove(key);
+        if let Some(drain) = &mut self.drain {
+            drain.closed();
+        }
+    }
+
+    /// Arms a multishot accept, unless the server is shutting down: one submission, a
+    /// completion per accepted connection.
     ///
     /// Measured against step07's accept re-armed after each connection: no difference
     /// (14,000 connections a second either way, where the connecting client was the limit).
     /// It stays for being the simplest multishot operation, and one submission fewer per
     /// connection.
     fn accept(&mut self) -> io::Result<()> {
-        if self.shutting_down {
+        if self.drain.is_some() {
             return Ok(());
         }
         let entry = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(Token::Accept.into());
-        // SAFETY: no buffer. The listener is closed only when the event loop drops, which cancels
-        // everything in flight first.
+        // SAFETY: no buffer. The listener is closed only when the event loop drops, which
+        // cancels everything in flight first.
         unsafe { self.ring.push(&entry)? };
         self.accepting = true;
         Ok(())
     }
 
     /// A completion of the multishot accept: a new connection, or an error; `more` says
-    /// whether the accept stays armed.
+    /// whether the accept stays armed. A failed accept never ends the server (step07's
+    /// `after_accept_error`).
     fn on_accepted(&mut self, result: i32, more: bool) -> io::Result<()> {
         self.accepting = more;
         if result >= 0 {
@@ -203,19 +246,16 @@ impl EventLoop {
             // nothing else in this process knows it, so the stream is its only owner.
             let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(result) });
             self.add_connection(stream)?;
-        } else {
+        } else if result != -libc::ECANCELED {
             let error = io::Error::from_raw_os_error(-result);
-            if is_out_of_fds(&error) {
+            if after_accept_error(&error) == AfterAcceptError::Pause && !self.accepting {
                 // The multishot accept has ended with this error; see step07.
                 return self.pause_accepting();
             }
-            if !is_transient_accept_error(&error) && error.raw_os_error() != Some(libc::ECANCELED) {
-                return Err(error);
-            }
         }
         if !self.accepting {
-            // The multishot accept ended (a transient error, or it was cancelled); `accept`
-            // arms a new one unless the server is shutting down.
+            // The multishot accept ended (a per-connection error, or it was cancelled);
+            // `accept` arms a new one unless the server is shutting down.
             self.accept()?;
         }
         Ok(())
@@ -228,77 +268,112 @@ impl EventLoop {
             return Ok(()); // dropping the stream closes it: this ring is full
         }
         let connection = entry.insert(Connection::new(stream));
-        if self.shutting_down {
-            connection.stop_reading();
+        if self.drain.is_some() {
+            // Accepted as the shutdown began: it closes cleanly like the others.
+            connection.stop();
         }
         let mut core = Core {
             ring: &mut self.ring,
             pool: &self.pool,
             buffer_group: self.buffers.group(),
             max_n: self.max_n,
+            idle: self.idle,
         };
-        // Arms its receive (a fresh connection is never closed at once).
-        connection.advance(key, &mut core)?;
+        // Arms its receive (and its timer).
+        if connection.advance(key, &mut core)? == Status::Closed {
+            self.remove(key);
+        }
         Ok(())
     }
 
-    /// Out of file descriptors: step07's pause, on this ring.
+    /// Out of file descriptors (or anything step07's `after_accept_error` says to wait
+    /// out): step07's pause, on this ring.
     fn pause_accepting(&mut self) -> io::Result<()> {
         let entry = opcode::Timeout::new(&self.backoff)
             .build()
             .user_data(Token::AcceptBackoff.into());
-        // SAFETY: points to `self.backoff`, a field of the event loop, which cancels everything
-        // in flight before its fields drop; the kernel reads it on submission.
+        // SAFETY: points to `self.backoff`, a field of the event loop, which cancels
+        // everything in flight before its fields drop; the kernel reads it on submission.
         unsafe { self.ring.push(&entry) }
     }
 
-    /// Ctrl-C: stop accepting, let every connection finish what it has received, and give
-    /// them [`SHUTDOWN_GRACE`] to do it.
+    /// Ctrl-C or SIGTERM: stop accepting (what waits in the backlog is accepted first), stop
+    /// every connection (each answers what it has received, then closes cleanly), and give
+    /// them `--grace` to do it. step07's shutdown, on this ring.
     fn begin_shutdown(&mut self) -> io::Result<()> {
-        if self.shutting_down {
+        if self.drain.is_some() {
             return Ok(());
         }
-        self.shutting_down = true;
-        if self.accepting {
-            // By descriptor rather than by `user_data`: cancelling a multishot operation by
-            // `user_data` while it posts a completion can miss it (the cancellation finds
-            // nothing), and the accept would go on.
-            let entry =
-                opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.listener.as_raw_fd())).all())
-                    .build()
-                    .user_data(Token::Ignore.into());
-            // SAFETY: a cancellation points to no buffer; the listener it names stays open
-            // until the event loop drops, which cancels everything in flight first.
-            unsafe { self.ring.push(&entry)? };
+        self.drain = Some(Drain::begin(&name(), self.connections.len(), self.grace));
+        self.cancel_accept()?;
+        for stream in accept_backlog(&self.listener) {
+            self.add_connection(stream)?;
         }
-        for (_, connection) in &mut self.connections {
-            connection.stop_reading();
+        let mut closed = Vec::new();
+        for (key, connection) in &mut self.connections {
+            connection.stop();
+            let mut core = Core {
+                ring: &mut self.ring,
+                pool: &self.pool,
+                buffer_group: self.buffers.group(),
+                max_n: self.max_n,
+                idle: self.idle,
+            };
+            if connection.advance(key, &mut core)? == Status::Closed {
+                closed.push(key);
+            }
         }
-        let entry = opcode::Timeout::new(&self.grace)
+        for key in closed {
+            self.remove(key);
+        }
+        let entry = opcode::Timeout::new(&self.grace_timeout)
             .build()
             .user_data(Token::ShutdownDeadline.into());
-        // SAFETY: points to `self.grace`, a field of the event loop (see `pause_accepting`).
+        // SAFETY: points to `self.grace_timeout`, a field of the event loop (see
+        // `pause_accepting`).
         unsafe { self.ring.push(&entry) }
     }
 
-    /// The grace period is over: stop waiting for clients that do not read their answers.
-    fn end_grace(&mut self) -> io::Result<()> {
-        self.grace_over = true;
+    /// Asks the kernel to cancel the multishot accept, if it is armed and no cancellation is
+    /// on its way already.
+    ///
+    /// By descriptor rather than by `user_data`: cancelling a multishot operation by
+    /// `user_data` while it posts a completion can miss it (the cancellation finds
+    /// nothing). Either can miss in such a race, so a cancellation that completes while
+    /// the accept is still armed is asked again ([`on_accept_cancelled`]).
+    ///
+    /// [`on_accept_cancelled`]: Self::on_accept_cancelled
+    fn cancel_accept(&mut self) -> io::Result<()> {
+        if !self.accepting || self.accept_cancel_in_flight {
+            return Ok(());
+        }
+        let entry =
+            opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.listener.as_raw_fd())).all())
+                .build()
+                .user_data(Token::CancelAccept.into());
+        // SAFETY: a cancellation points to no buffer; the listener it names stays open
+        // until the event loop drops, which cancels everything in flight first.
+        unsafe { self.ring.push(&entry)? };
+        self.accept_cancel_in_flight = true;
         Ok(())
+    }
+
+    /// The accept's cancellation completed: asked again if the accept is still armed.
+    fn on_accept_cancelled(&mut self) -> io::Result<()> {
+        self.accept_cancel_in_flight = false;
+        self.cancel_accept()
     }
 }
 
 /// step07's rule for dropping a ring's owner: cancel everything in flight first, and leak
-/// rather than free what the kernel may still use. The provided buffers are registered with
-/// the ring, so they are unregistered before they drop.
+/// rather than free what the kernel may still use (step07's `Drop` says what and why). The
+/// provided buffers unregister themselves when they drop, once nothing is in flight.
 impl Drop for EventLoop {
     fn drop(&mut self) {
         if self.ring.cancel_all().is_err() {
             std::mem::forget(std::mem::take(&mut self.connections));
             self.buffers.leak();
-            return;
         }
-        self.buffers.release(&self.ring);
     }
 }
 

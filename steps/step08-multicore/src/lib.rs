@@ -90,8 +90,9 @@
 //! - [`connection`]: a connection with multishot receives, backpressure by cancelling them;
 //! - [`in_order`]: answers kept in request order around fibs on the pool;
 //! - [`buffers`]: the ring of provided buffers;
-//! - [`pool`]: the compute pool and its messages back to the rings;
-//! - `shutdown`: Ctrl-C and SIGTERM, posted to every ring.
+//! - [`pool`]: the compute pool (bounded: `error: busy` when full) and its messages back to
+//!   the rings, by step07's `Messenger`; Ctrl-C and SIGTERM are posted to every ring by
+//!   step07's `shutdown` too.
 
 #[cfg(target_os = "linux")]
 pub mod buffers;
@@ -105,8 +106,6 @@ pub mod in_order;
 pub mod pool;
 #[cfg(target_os = "linux")]
 mod server;
-#[cfg(target_os = "linux")]
-mod shutdown;
 #[cfg(target_os = "linux")]
 pub mod token;
 

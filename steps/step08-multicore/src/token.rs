@@ -38,12 +38,16 @@ pub enum Token {
     Shutdown,
     /// The end of the shutdown's grace period.
     ShutdownDeadline,
-    /// A completion nobody waits for (the cancellation of the accept).
-    Ignore,
+    /// The cancellation of the accept, as the shutdown begins.
+    CancelAccept,
+    /// The timer of connection `key` (its idle deadline, or the end of its drain).
+    Timer(usize),
+    /// The cancellation of that timer.
+    CancelTimer(usize),
 }
 
 /// How many kinds there are: one more than the largest [`Token::kind`].
-const KINDS: u64 = 9;
+const KINDS: u64 = 11;
 
 // Every kind fits in its bits; a kind, a key and a place in line fit in the low 32 bits; a
 // place in line fits in a `u8`.
@@ -63,7 +67,9 @@ impl Token {
             Token::Fib { .. } => 5,
             Token::Shutdown => 6,
             Token::ShutdownDeadline => 7,
-            Token::Ignore => 8,
+            Token::CancelAccept => 8,
+            Token::Timer(_) => 9,
+            Token::CancelTimer(_) => 10,
         }
     }
 }
@@ -71,13 +77,17 @@ impl Token {
 impl From<Token> for u64 {
     fn from(token: Token) -> u64 {
         let (key, seq) = match token {
-            Token::Recv(key) | Token::Send(key) | Token::Cancel(key) => (key, 0),
+            Token::Recv(key)
+            | Token::Send(key)
+            | Token::Cancel(key)
+            | Token::Timer(key)
+            | Token::CancelTimer(key) => (key, 0),
             Token::Fib { key, seq } => (key, seq),
             Token::Accept
             | Token::AcceptBackoff
             | Token::Shutdown
             | Token::ShutdownDeadline
-            | Token::Ignore => (0, 0),
+            | Token::CancelAccept => (0, 0),
         };
         debug_assert!(key < MAX_CONNECTIONS, "keys stay below MAX_CONNECTIONS");
         (u64::from(seq) << (KIND_BITS + KEY_BITS)) | ((key as u64) << KIND_BITS) | token.kind()
@@ -99,7 +109,9 @@ impl From<u64> for Token {
             },
             6 => Token::Shutdown,
             7 => Token::ShutdownDeadline,
-            8 => Token::Ignore,
+            8 => Token::CancelAccept,
+            9 => Token::Timer(key),
+            10 => Token::CancelTimer(key),
             // Every submission's user_data is made by `From<Token>` above.
             kind => unreachable!("user_data {user_data:#x} has no operation kind {kind}"),
         }
@@ -127,7 +139,9 @@ mod tests {
             Token::Fib { key: 3, seq: 0 },
             Token::Shutdown,
             Token::ShutdownDeadline,
-            Token::Ignore,
+            Token::CancelAccept,
+            Token::Timer(last),
+            Token::CancelTimer(5),
         ] {
             assert_eq!(Token::from(u64::from(token)), token);
         }
