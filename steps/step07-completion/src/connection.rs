@@ -14,7 +14,7 @@
 //!   to it could move it (a `Vec` reallocates as it grows) and the kernel would read freed
 //!   memory. Answers computed meanwhile go to its `queued`, which is ours.
 //! - The answers and the next receive go to the kernel together, as one linked chain
-//!   ([`Connection::exchange`]): the receive starts once the send has gone out, and only the
+//!   (`Connection::exchange`): the receive starts once the send has gone out, and only the
 //!   receive posts a completion. So a request costs one completion and one `io_uring_enter`,
 //!   the one that submits its answer and waits for the next request, and when that receive's
 //!   completion comes, the send is known to be done and `sending` is ours again.
@@ -25,7 +25,7 @@
 //!   until every completion has come back.
 //!
 //! Stopping work follows from that. An idle connection's receive carries a deadline, a link
-//! timeout the kernel cancels it with ([`Connection::exchange`]); a graceful shutdown asks the
+//! timeout the kernel cancels it with (`Connection::exchange`); a graceful shutdown asks the
 //! kernel to cancel the receive in flight ([`Connection::stop`]). Either way the connection
 //! hears of it from the receive's own completion, `-ECANCELED`, and only then is the input
 //! buffer its own again. Then it closes cleanly: the last answers, the end of its stream,

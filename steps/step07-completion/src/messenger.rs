@@ -53,7 +53,7 @@ impl Messenger {
     /// Delivery can fail for a while: the target's completion queue overflows (EOVERFLOW),
     /// the kernel is short of memory (ENOMEM), the target ring is not enabled yet (EBADFD:
     /// step08's rings start disabled), entering the kernel fails. Each failure is tried
-    /// again after a pause that doubles up to [`LONGEST_RETRY_WAIT`], for as long as the
+    /// again after a pause that doubles up to `LONGEST_RETRY_WAIT`, for as long as the
     /// target lives.
     pub fn post(&mut self, target: &Weak<OwnedFd>, result: i32, user_data: u64) -> bool {
         self.post_until(target, result, user_data, |_| true)

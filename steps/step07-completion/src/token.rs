@@ -12,7 +12,7 @@ const KIND_BITS: u32 = 4;
 /// Bits for the connection's key, above the kind.
 const KEY_BITS: u32 = 20;
 
-/// Connections one ring can hold: a connection's key must fit in the [`KEY_BITS`] a
+/// Connections one ring can hold: a connection's key must fit in the `KEY_BITS` a
 /// [`Token`] has for it. Few systems let a process open that many files at all (Linux's
 /// default `fs.nr_open` is exactly 2^20).
 pub const MAX_CONNECTIONS: usize = 1 << KEY_BITS;
