@@ -201,7 +201,7 @@ impl EventLoop {
         }
         if result < 0 {
             let error = io::Error::from_raw_os_error(-result);
-            return match after_accept_error(&error) {
+            return match after_accept_error("step07", &error) {
                 AfterAcceptError::Next => self.accept(),
                 AfterAcceptError::Pause => self.pause_accepting(),
             };
@@ -340,7 +340,7 @@ pub enum AfterAcceptError {
     Pause,
 }
 
-/// What to do after an accept failed with `error`. Never "stop": whatever the error, the
+/// What to do after an accept of `step`'s failed with `error`. Never "stop": whatever the error, the
 /// connections already open are served, and accepting tries again.
 ///
 /// - The connection was reset or aborted in the backlog, or the network failed it:
@@ -352,7 +352,7 @@ pub enum AfterAcceptError {
 ///   [`Pause`](AfterAcceptError::Pause). Closing connections frees what ran out, and an
 ///   unknown error that repeats at once would otherwise spin the loop; the unknown ones are
 ///   reported (at most a few a second).
-pub fn after_accept_error(error: &io::Error) -> AfterAcceptError {
+pub fn after_accept_error(step: &str, error: &io::Error) -> AfterAcceptError {
     let per_connection = [
         libc::ENETDOWN,
         libc::EPROTO,
@@ -372,7 +372,7 @@ pub fn after_accept_error(error: &io::Error) -> AfterAcceptError {
         return AfterAcceptError::Next;
     }
     if !is_out_of_resources(error) {
-        report_connection_error("accept", error);
+        report_connection_error(step, error);
     }
     AfterAcceptError::Pause
 }
@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_failed_accept_skips_the_connection_or_pauses_but_never_stops() {
-        let after = |errno| after_accept_error(&io::Error::from_raw_os_error(errno));
+        let after = |errno| after_accept_error("test", &io::Error::from_raw_os_error(errno));
         for errno in [
             libc::ECONNABORTED,
             libc::ECONNRESET,

@@ -248,7 +248,7 @@ impl EventLoop {
             self.add_connection(stream)?;
         } else if result != -libc::ECANCELED {
             let error = io::Error::from_raw_os_error(-result);
-            if after_accept_error(&error) == AfterAcceptError::Pause && !self.accepting {
+            if after_accept_error("step08", &error) == AfterAcceptError::Pause && !self.accepting {
                 // The multishot accept has ended with this error; see step07.
                 return self.pause_accepting();
             }
