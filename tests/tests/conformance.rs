@@ -118,6 +118,6 @@ suite!(step09: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout,
 // io_uring: Linux only. Elsewhere these steps build and say they need Linux; their own
 // tests/io_uring.rs says loudly that they were not tested.
 #[cfg(target_os = "linux")]
-suite!(step07: concurrent, thousands, out_of_fds);
+suite!(step07: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
 #[cfg(target_os = "linux")]
-suite!(step08: concurrent, thousands, fast_while_slow, out_of_fds);
+suite!(step08: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);

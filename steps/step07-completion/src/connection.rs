@@ -6,14 +6,15 @@
 //! `recv` has already happened, into memory the connection handed to the kernel when it
 //! submitted the operation. That changes who owns the buffers, and that is this file's lesson:
 //!
-//! - `requests` (the line buffer) belongs to the kernel while a `recv` is in flight: the
-//!   kernel writes into its spare space at a moment of its choosing. We do not frame, compact
-//!   or even look at it until the `recv` completes.
+//! - `input` (the receive buffer) belongs to the kernel while a `recv` is in flight: the
+//!   kernel writes into it at a moment of its choosing. We do not even look at it until the
+//!   `recv` completes, and it is a [`KernelBuffer`], a raw allocation, so that no `&mut` of
+//!   ours claims it meanwhile. Its bytes are then framed into `requests`, which is ours.
 //! - the [`Outbox`]'s `sending` belongs to the kernel while a `send` is in flight: appending
 //!   to it could move it (a `Vec` reallocates as it grows) and the kernel would read freed
 //!   memory. Answers computed meanwhile go to its `queued`, which is ours.
 //! - The answers and the next receive go to the kernel together, as one linked chain
-//!   ([`Connection::exchange`]): the receive starts once the send has gone out, and only the
+//!   (`Connection::exchange`): the receive starts once the send has gone out, and only the
 //!   receive posts a completion. So a request costs one completion and one `io_uring_enter`,
 //!   the one that submits its answer and waits for the next request, and when that receive's
 //!   completion comes, the send is known to be done and `sending` is ours again.
@@ -22,24 +23,48 @@
 //!   given the same slab key or file descriptor number would receive the old one's
 //!   completions. It asks the kernel to cancel them and stays, buffers and socket and all,
 //!   until every completion has come back.
+//!
+//! Stopping work follows from that. An idle connection's receive carries a deadline, a link
+//! timeout the kernel cancels it with (`Connection::exchange`); a graceful shutdown asks the
+//! kernel to cancel the receive in flight ([`Connection::stop`]). Either way the connection
+//! hears of it from the receive's own completion, `-ECANCELED`, and only then is the input
+//! buffer its own again. Then it closes cleanly: the last answers, the end of its stream,
+//! and the client's input drained until the client ends it, so that closing does not reset
+//! the connection under answers the client has not read yet.
 
+use std::fmt;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
-use io_uring::types::{CancelBuilder, Fd};
+use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{opcode, squeue};
-use shared::protocol::{self, Flow, LineBuffer};
+use shared::net::report_connection_error;
+use shared::protocol::MAX_LINE;
+use shared::protocol::{self, DEFAULT_READ_CAPACITY, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer};
 
+use crate::kernel_buffer::KernelBuffer;
+use crate::outbox::Outbox;
 use crate::ring::Ring;
-use crate::server::Token;
+use crate::token::Token;
 
 /// How many bytes of answers a connection may hold for a client that is not reading them:
 /// past this it stops submitting receives (backpressure), as step03 stopped reading.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 
-/// How many bytes one receive discards after a line too long.
-const DISCARD_CHUNK: usize = 4096;
+/// Bytes one receive can bring: a pipelining client's whole burst, usually.
+const INPUT_BUFFER: usize = DEFAULT_READ_CAPACITY;
+
+/// Bytes the line buffer holds: the longest line and its `\r\n` fit, and most pipelined
+/// bursts are framed in a few passes.
+const LINE_BUFFER: usize = 4 * MAX_LINE;
+
+/// How long a connection closing after an error (a line too long, the idle timeout) drains
+/// the client's input, at most, before it closes anyway: step04's `DRAIN_TIME`. A client
+/// that reads its answers ends its input at once; one that keeps sending is not waited for.
+/// (A graceful shutdown drains until the end of `--grace` instead.)
+pub const DRAIN_TIME: Duration = Duration::from_millis(100);
 
 /// Where a connection is in its life.
 ///
@@ -49,12 +74,16 @@ const DISCARD_CHUNK: usize = 4096;
 enum State {
     /// Receiving requests and answering them.
     Reading,
-    /// The client half-closed: answer every complete line, send, then close.
-    Finishing,
-    /// A line was too long: send the answers so far and the error, then shut down our side.
-    Rejecting,
-    /// Our side is shut down after the error: discard what the client still sends until it
-    /// closes, so that closing does not reset the connection before it has read the error.
+    /// The server is shutting down: the kernel was asked to cancel the receive in flight,
+    /// whose completion (its bytes, or `-ECANCELED`) ends the requests this connection
+    /// answers.
+    Stopping,
+    /// Taking no more input: answer every complete line received, send; then close if the
+    /// client has ended its input, or shut down our side and linger. After a line too long
+    /// or the idle timeout, the last answer is the error.
+    Finishing { input_ended: bool },
+    /// Our side is shut down: discard what the client still sends until it ends its input,
+    /// so that closing does not reset the connection before it has read every answer.
     Lingering,
     /// Done, or broken (reset, vanished): waiting for the kernel to finish or cancel the
     /// operations in flight before the connection may be dropped.
@@ -70,137 +99,293 @@ pub enum Status {
     Closed,
 }
 
+/// What a connection needs from the event loop that serves it: the ring to submit its
+/// operations to, and the settings.
+#[derive(Debug)]
+pub struct Core<'a> {
+    pub ring: &'a mut Ring,
+    pub max_n: u32,
+    /// `--idle-timeout`, or `None` where it is 0.
+    pub idle: Option<Duration>,
+}
+
 // ANCHOR: connection
 /// A client connection: its socket, its buffers and its operations in flight.
-#[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    /// Bytes received, framed into request lines. The kernel's while `recv_in_flight`.
+    /// Where receives put the bytes. The kernel's while `recv_in_flight`.
+    input: KernelBuffer,
+    /// The unfinished tail of the requests received so far. Always ours.
     requests: LineBuffer,
+    /// Received bytes not framed yet because the connection was over its bounds.
+    unread: Vec<u8>,
     /// Answers, and the send in flight: partly the kernel's, see [`Outbox`].
     outbox: Outbox,
-    /// Where discarded bytes go while lingering. The kernel's while `recv_in_flight` then.
-    sink: Vec<u8>,
     state: State,
+    /// When the next receive gives up waiting (idle, or lingering too long).
+    deadline: Deadline,
     recv_in_flight: bool,
-    /// Closing asked the kernel to cancel the operations in flight (once is enough).
-    cancel_asked: bool,
-    cancel_in_flight: bool,
+    /// Cancellations asked for whose completions have not come yet.
+    cancels_in_flight: u32,
 }
 // ANCHOR_END: connection
+
+/// When a connection's next receive gives up waiting: a link timeout behind it, the kernel's
+/// own timer, which cancels it.
+#[derive(Debug)]
+struct Deadline {
+    /// Until when: `--idle-timeout` after the last complete line while reading, the end of
+    /// the drain while lingering; `None` for as long as it takes.
+    at: Option<Instant>,
+    /// A complete line has been answered since `at` was set: the idle deadline moves on.
+    moved: bool,
+    /// How long lingering drains: [`DRAIN_TIME`], or, while the server shuts down, until the
+    /// end of its grace period (`None`).
+    drain: Option<Duration>,
+    /// The link timeout's duration, where the kernel reads it when it takes the submission.
+    /// On the heap: the slab moves connections as it grows.
+    left: Box<Timespec>,
+}
 
 impl Connection {
     /// A freshly accepted connection; [`advance`](Self::advance) submits its first receive.
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
             stream,
-            requests: LineBuffer::new(),
+            input: KernelBuffer::new(INPUT_BUFFER, 1),
+            requests: LineBuffer::with_capacity(LINE_BUFFER),
+            unread: Vec::new(),
             outbox: Outbox::default(),
-            sink: Vec::new(),
             state: State::Reading,
+            deadline: Deadline {
+                at: None,
+                moved: true,
+                drain: Some(DRAIN_TIME),
+                left: Box::new(Timespec::new()),
+            },
             recv_in_flight: false,
-            cancel_asked: false,
-            cancel_in_flight: false,
+            cancels_in_flight: 0,
         }
     }
 
     // ANCHOR: on_completion
-    /// A receive completed: `result` bytes are now in our buffer, or it is the end of the
+    /// A receive completed: `result` bytes are now in `input`, or it is the end of the
     /// client's input (0), or an error (negative errno).
-    pub fn on_received(&mut self, result: i32) {
+    pub fn on_received(&mut self, result: i32, core: &mut Core<'_>) {
         self.recv_in_flight = false;
         // A receive linked behind a send starts only once the send went out whole, so its
         // completion is the send's too.
         self.outbox.on_chain_done();
+        let cancelled = result == -libc::ECANCELED;
         match (self.state, result) {
             // Cancelled, or it raced the cancellation: either way the bytes are not wanted.
             (State::Closing, _) => {}
-            (State::Reading, 1..) => self.requests.filled(result as usize),
-            (State::Reading, 0) => self.state = State::Finishing,
-            (State::Lingering, 1..) => {}
-            // End of input after the error, or the client reset or vanished: this ends only
-            // this connection.
-            _ => self.state = State::Closing,
+            // Bytes (received before a stop took effect, maybe): answered.
+            (State::Reading | State::Stopping, 1..) => self.take_received(result, core.max_n),
+            (State::Reading | State::Stopping, 0) => {
+                self.state = State::Finishing { input_ended: true };
+            }
+            // The link timeout fired: idle for `--idle-timeout`.
+            (State::Reading, _) if cancelled => self.time_out(),
+            (State::Stopping, _) if cancelled => {}
+            (State::Lingering, 1..) => {} // discarded
+            // The client has read everything and closed, or the drain's time is up.
+            (State::Lingering, _) if result == 0 || cancelled => self.state = State::Closing,
+            // The client reset or vanished: this ends only this connection.
+            (_, error) => self.fail(io::Error::from_raw_os_error(-error)),
         }
     }
 
     /// A send completed: the kernel took `result` bytes of the outbox, or failed.
     ///
-    /// A send linked to a receive completes only when it fails: the kernel then cancels the
-    /// receive behind it without a completion of its own (`IOSQE_CQE_SKIP_SUCCESS` on the
-    /// send skips the whole chain's), so neither is in flight any more.
+    /// A send linked to a receive completes only when the chain broke (the send failed, or
+    /// was cancelled): the kernel then cancels the rest of the chain without completions of
+    /// their own, so nothing of it is in flight any more.
     pub fn on_sent(&mut self, result: i32) {
         if self.outbox.chained() {
             self.recv_in_flight = false;
         }
-        if !self.outbox.on_sent(result) {
+        if let Err(error) = self.outbox.on_sent(result) {
+            self.fail(error);
+        }
+    }
+    // ANCHOR_END: on_completion
+
+    /// A cancellation this connection asked for completed.
+    pub fn on_cancelled(&mut self) {
+        self.cancels_in_flight -= 1;
+    }
+
+    /// The server is shutting down: answer what has been received, then close cleanly.
+    ///
+    /// A receive in flight is the kernel's: it cannot be taken back, only cancelled, and the
+    /// connection waits for its completion to learn what it brought (`advance` asks, while
+    /// `Stopping`). Without one, the connection finishes at once.
+    pub fn stop(&mut self) {
+        self.deadline.drain = None;
+        if self.state == State::Reading {
+            self.state = if self.recv_in_flight {
+                State::Stopping
+            } else {
+                State::Finishing { input_ended: false }
+            };
+        }
+    }
+
+    /// Idle for `--idle-timeout`: the last answer is the idle error, then the connection
+    /// closes cleanly.
+    fn time_out(&mut self) {
+        self.outbox.queue().extend_from_slice(IDLE_TIMEOUT_ANSWER);
+        self.state = State::Finishing { input_ended: false };
+    }
+
+    /// The connection broke: say why, unless the client merely left, and close it. Only the
+    /// first failure is reported; whatever completes after it is part of the closing.
+    fn fail(&mut self, error: io::Error) {
+        if self.state != State::Closing {
+            report_connection_error("step07", &error);
             self.state = State::Closing;
         }
     }
 
-    /// The cancellation asked for by `close` completed.
-    pub fn on_cancelled(&mut self) {
-        self.cancel_in_flight = false;
-    }
-    // ANCHOR_END: on_completion
-
     /// After a completion: answer what can be answered, then submit what the connection
     /// waits for next. `key` is the connection's key in the event loop's slab, which its
-    /// operations carry back in their `user_data`.
+    /// operations carry back in their `user_data`; `core` is what it submits to.
     ///
     /// # Errors
     ///
     /// Only when the ring fails; a failing client ends its own connection.
-    pub fn advance(&mut self, key: usize, ring: &mut Ring, max_n: u32) -> io::Result<Status> {
+    pub fn advance(&mut self, key: usize, core: &mut Core<'_>) -> io::Result<Status> {
         if self.state == State::Closing {
-            return self.close(key, ring);
+            return self.close(key, core.ring);
         }
-        // The line buffer is ours again only when no receive is in flight.
-        if matches!(self.state, State::Reading | State::Finishing)
-            && !self.recv_in_flight
-            && self.answer_requests(max_n) == Flow::Close
-        {
-            self.state = State::Rejecting;
+        if self.state == State::Stopping {
+            if self.recv_in_flight {
+                self.cancel(key, core.ring)?;
+                return Ok(Status::Open);
+            }
+            self.state = State::Finishing { input_ended: false };
+        }
+        // Input that waited while the connection was over its bounds comes first; the line
+        // buffer and `unread` are ours whatever is in flight, the input buffer only between
+        // receives.
+        if matches!(self.state, State::Reading | State::Finishing { .. }) && !self.paused() {
+            let unread = std::mem::take(&mut self.unread);
+            let used = self.take_input(&unread, core.max_n);
+            self.unread = unread;
+            self.unread.drain(..used);
         }
         if self.state == State::Reading
             && !self.recv_in_flight
-            && self.outbox.unsent() < OUTPUT_LIMIT
+            && !self.paused()
+            && self.unread.is_empty()
         {
-            return self.exchange(key, ring).map(|()| Status::Open);
+            match self.time_left(core.idle) {
+                Some(left) if left.is_zero() => self.time_out(),
+                left => return self.exchange(key, left, core.ring).map(|()| Status::Open),
+            }
         }
-        self.send_answers(key, ring)?;
+        self.send_answers(key, core.ring)?;
         // `send_answers` submits whenever there is anything to send: no send in flight means
         // every answer has been sent.
         let all_sent = !self.outbox.in_flight();
         match self.state {
-            State::Finishing if all_sent => return Ok(Status::Closed),
-            State::Rejecting if all_sent => {
-                // The answers and the error are all with the kernel: it sends them, then the
-                // end of our stream.
+            State::Finishing { input_ended: true } if all_sent => {
+                // The client ended its input and has every answer: nothing is left to drain.
+                self.state = State::Closing;
+                return self.close(key, core.ring);
+            }
+            State::Finishing { input_ended: false } if all_sent => {
+                // The answers are all with the kernel: it sends them, then the end of our
+                // stream.
                 if self.stream.shutdown(Shutdown::Write).is_err() {
                     // The client is already gone.
                     self.state = State::Closing;
-                    return self.close(key, ring);
+                    return self.close(key, core.ring);
                 }
                 self.state = State::Lingering;
-                self.discard(key, ring)?;
+                self.deadline.at = self.deadline.drain.map(|drain| Instant::now() + drain);
+                return self.discard(key, core.ring);
             }
-            State::Lingering if !self.recv_in_flight => self.discard(key, ring)?,
+            State::Lingering if !self.recv_in_flight => return self.discard(key, core.ring),
             _ => {}
         }
         Ok(Status::Open)
     }
 
-    /// Answers the complete requests received so far, until the answers reach
+    /// How long the next receive may wait, or `None` for as long as it takes: while reading,
+    /// until `--idle-timeout` after the last complete line (answered, so the idle time starts
+    /// as its answer is written); while lingering, until the drain's deadline.
+    ///
+    /// Partial lines do not move the deadline: a client trickling bytes without a newline
+    /// times out like a silent one.
+    fn time_left(&mut self, idle: Option<Duration>) -> Option<Duration> {
+        if self.state == State::Reading {
+            let idle = idle?;
+            if std::mem::take(&mut self.deadline.moved) {
+                self.deadline.at = Some(Instant::now() + idle);
+                return Some(idle);
+            }
+        }
+        Some(self.deadline.at?.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the connection holds as many answers as it may: it takes no more input.
+    fn paused(&self) -> bool {
+        self.outbox.unsent() >= OUTPUT_LIMIT
+    }
+
+    /// Takes the `len` bytes a receive has just put in `input`.
+    fn take_received(&mut self, len: i32, max_n: u32) {
+        let input = std::mem::take(&mut self.input);
+        // SAFETY: the receive that wrote these bytes has completed, and the next one is
+        // submitted only after `take` has framed or copied them.
+        self.take(unsafe { input.bytes(0..len as usize) }, max_n);
+        self.input = input;
+    }
+
+    /// Takes newly received bytes: frames and answers them, or, behind input that is
+    /// already waiting, keeps them for later.
+    fn take(&mut self, data: &[u8], max_n: u32) {
+        if !self.unread.is_empty() {
+            self.unread.extend_from_slice(data);
+            return;
+        }
+        let used = self.take_input(data, max_n);
+        // Over the bounds in the middle of the bytes: the rest waits, copied out, so that
+        // the input buffer is free for the next receive. (After a line too long, nothing
+        // is left: it is all used up, unread.)
+        self.unread.extend_from_slice(&data[used..]);
+    }
+
+    /// Frames `data` and answers every complete request in it, until the connection is over
+    /// its bounds; returns how many bytes it used. Every answer goes to the same output
+    /// buffer, so all the requests of one receive are answered by one send.
+    fn take_input(&mut self, data: &[u8], max_n: u32) -> usize {
+        let mut used = 0;
+        loop {
+            if self.answer_requests(max_n) == Flow::Close {
+                self.state = State::Finishing { input_ended: false };
+                return data.len(); // nothing after a line too long is framed
+            }
+            if self.paused() || used == data.len() {
+                return used;
+            }
+            used += self.requests.push(&data[used..]);
+        }
+    }
+
+    /// Answers the complete requests in the line buffer, until the answers reach
     /// [`OUTPUT_LIMIT`].
     ///
     /// fib runs right here, on the ring's only thread: while it computes fib(40) for one
     /// client, no completion of any other client is handled.
     fn answer_requests(&mut self, max_n: u32) -> Flow {
-        while self.outbox.unsent() < OUTPUT_LIMIT {
+        while !self.paused() {
             let Some(frame) = self.requests.next_frame() else {
                 break;
             };
+            self.deadline.moved = true;
             if protocol::answer(frame, max_n, self.outbox.queue()) == Flow::Close {
                 return Flow::Close;
             }
@@ -209,47 +394,79 @@ impl Connection {
     }
 
     // ANCHOR: receive
-    /// Submits the answers that wait and the next receive, into the spare space of the line
-    /// buffer, as one linked chain: the send first, the receive once it has gone out. Without
-    /// answers to send (a partial line), or while a send is in flight already, the receive
-    /// goes alone.
+    /// Submits the answers that wait and the next receive, into the input buffer, as one
+    /// linked chain: the send first, the receive once it has gone out, and the receive's
+    /// deadline (`left` from now) behind it. Without answers to send, or while a send is in
+    /// flight already, the receive and its deadline go alone.
     ///
-    /// Both reach the kernel in the same `io_uring_enter`, the one that waits for what comes
+    /// All reach the kernel in the same `io_uring_enter`, the one that waits for what comes
     /// next, and only the receive posts a completion: one system call and one completion per
     /// request. Submitted side by side instead, the send's completion, arriving at once,
     /// would end that wait, and a second enter would wait for the receive.
-    fn exchange(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        let spare = self.requests.spare();
-        let receive = opcode::Recv::new(
-            Fd(self.stream.as_raw_fd()),
-            spare.as_mut_ptr(),
-            u32::try_from(spare.len()).unwrap_or(u32::MAX),
-        )
-        .build()
-        .user_data(Token::Recv(key).into());
-        // SAFETY: `spare` is inside the heap allocation of `self.requests`, which this
-        // connection owns: moving the connection (the slab grows) moves only the pointer to
-        // it. The connection stays in the slab, socket open, until this receive's completion
-        // has arrived (`recv_in_flight`, see `Status::Closed`), and nothing reads, compacts
-        // or frees the line buffer while `recv_in_flight` is set. The send before it is the
-        // outbox's (see `Outbox::send_then`); `recv_in_flight` also covers the case where the
-        // send fails and its completion says the receive will never run.
+    fn exchange(&mut self, key: usize, left: Option<Duration>, ring: &mut Ring) -> io::Result<()> {
+        let timeout = self.link_timeout(key, left);
+        let receive = self.receive_entry(key, timeout.is_some());
+        let then: &[&squeue::Entry] = match &timeout {
+            Some(timeout) => &[&receive, timeout],
+            None => &[&receive],
+        };
+        let socket = Fd(self.stream.as_raw_fd());
+        // SAFETY: the receive writes into `input`, a raw allocation owned by this
+        // connection: moving the connection (the slab grows) moves only the pointer to it,
+        // and no reference to its bytes exists until the receive's completion has arrived
+        // (`on_received` makes the first). The connection stays in the slab, socket open,
+        // until then (`recv_in_flight`, see `Status::Closed`). The timeout is
+        // `link_timeout`'s, the send the outbox's (see `Outbox::send_then`);
+        // `recv_in_flight` also covers a send that fails, whose completion says that the
+        // rest of the chain will never run.
         let chained = unsafe {
-            self.outbox.send_then(
-                Fd(self.stream.as_raw_fd()),
-                Token::Send(key).into(),
-                &receive,
-                ring,
-            )?
+            self.outbox
+                .send_then(socket, Token::Send(key).into(), then, ring)?
         };
         if !chained {
             // SAFETY: as above.
-            unsafe { ring.push(&receive)? };
+            unsafe { ring.push_chain(then)? };
         }
         self.recv_in_flight = true;
         Ok(())
     }
     // ANCHOR_END: receive
+
+    /// A receive into the input buffer, whose completion names this connection; linked to
+    /// the operation after it when `linked`.
+    fn receive_entry(&mut self, key: usize, linked: bool) -> squeue::Entry {
+        let entry = opcode::Recv::new(
+            Fd(self.stream.as_raw_fd()),
+            self.input.as_ptr(),
+            u32::try_from(self.input.len()).unwrap_or(u32::MAX),
+        )
+        .build()
+        .user_data(Token::Recv(key).into());
+        if linked {
+            entry.flags(squeue::Flags::IO_LINK)
+        } else {
+            entry
+        }
+    }
+
+    // ANCHOR: link_timeout
+    /// The receive's deadline, `left` from now, as the kernel's own timer on it: a link
+    /// timeout. If it fires first, the kernel cancels the receive, whose completion says
+    /// `-ECANCELED`; if the receive completes first, the kernel cancels the timer. Either
+    /// way the timer posts no completion of its own (`IOSQE_CQE_SKIP_SUCCESS`, which the
+    /// kernel honours for link timeouts: see tests/kernel.rs), so a deadline costs no
+    /// completion and no system call.
+    fn link_timeout(&mut self, key: usize, left: Option<Duration>) -> Option<squeue::Entry> {
+        // The kernel copies the duration when it takes the submission (tests/kernel.rs
+        // again), from this Box, which nothing writes until the next receive.
+        *self.deadline.left = Timespec::from(left?);
+        let timeout = opcode::LinkTimeout::new(&*self.deadline.left)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Token::LinkTimeout(key).into());
+        Some(timeout)
+    }
+    // ANCHOR_END: link_timeout
 
     /// Submits the answers that wait, unless a send is already in flight.
     fn send_answers(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
@@ -262,203 +479,75 @@ impl Connection {
         }
     }
 
-    /// Submits a receive whose bytes are thrown away (lingering after a line too long).
-    fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
-        self.sink.resize(DISCARD_CHUNK, 0);
-        let entry = opcode::Recv::new(
-            Fd(self.stream.as_raw_fd()),
-            self.sink.as_mut_ptr(),
-            DISCARD_CHUNK as u32,
-        )
-        .build()
-        .user_data(Token::Recv(key).into());
-        // SAFETY: `sink` is a heap allocation owned by this connection and never resized or
-        // freed while `recv_in_flight` is set (it is resized only here, before submitting);
-        // the connection, socket open, stays in the slab until this receive completes.
-        unsafe { ring.push(&entry)? };
-        self.recv_in_flight = true;
-        Ok(())
+    /// Submits a receive whose bytes are thrown away (lingering), until the drain's
+    /// deadline if it has one; closes if the deadline has passed.
+    fn discard(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
+        match self.time_left(None) {
+            Some(left) if left.is_zero() => {
+                self.state = State::Closing;
+                self.close(key, ring)
+            }
+            // Nothing to send while lingering: the receive (and its timeout) go alone.
+            left => self.exchange(key, left, ring).map(|()| Status::Open),
+        }
     }
 
+    // ANCHOR: close
     /// Closes the connection: at once if nothing is in flight, otherwise after asking the
-    /// kernel to cancel what is.
-    ///
-    /// The cancellation is an operation too, and it names this connection's socket, so the
-    /// connection waits for its completion as well: were the socket closed first, its number
-    /// could be reused by the next accepted connection and the cancellation would hit that
-    /// one.
+    /// kernel to cancel what is, and waiting for the completions: the cancelled operations'
+    /// and the cancellation's own. Until they have come, the buffers are still the
+    /// kernel's, and the connection stays.
     fn close(&mut self, key: usize, ring: &mut Ring) -> io::Result<Status> {
-        if !self.recv_in_flight && !self.outbox.in_flight() && !self.cancel_in_flight {
+        if !self.in_flight() && self.cancels_in_flight == 0 {
             // Dropping the connection closes its socket and frees its buffers.
             return Ok(Status::Closed);
         }
-        if !self.cancel_asked {
+        self.cancel(key, ring)?;
+        Ok(Status::Open)
+    }
+
+    /// Asks the kernel to cancel every operation on the socket, unless a cancellation is on
+    /// its way already.
+    ///
+    /// By socket, so that it finds the send and the receive, linked or not (by `user_data`,
+    /// a receive waiting behind its send is not found). And the socket stays open until the
+    /// cancellation's completion: were it closed first, its number could be reused by the
+    /// next accepted connection and the cancellation would hit that one. It can find nothing
+    /// (an operation between two steps: a receive about to start behind the send that just
+    /// went out); when it completes and something is still in flight, it is asked again.
+    fn cancel(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+        if self.in_flight() && self.cancels_in_flight == 0 {
             let entry =
                 opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(self.stream.as_raw_fd())).all())
                     .build()
                     .user_data(Token::Cancel(key).into());
             // SAFETY: a cancellation points to no buffer. It names the socket, which stays
-            // open until this cancellation's completion has arrived (`cancel_in_flight`).
+            // open until this cancellation's completion has arrived (`cancels_in_flight`).
             unsafe { ring.push(&entry)? };
-            self.cancel_asked = true;
-            self.cancel_in_flight = true;
+            self.cancels_in_flight += 1;
         }
-        Ok(Status::Open)
-    }
-}
-
-/// Answers on their way to the client: the bytes of the send in flight, and the answers made
-/// while it is.
-///
-/// The bookkeeping of partial sends, derived rather than copied: `sending[..sent]` has gone;
-/// a send completing with k bytes moves `sent` on by k, and the next send offers
-/// `sending[sent..]`, the rest, from offset `sent`. Answers computed while a send was in
-/// flight were appended to `queued`, not to `sending`, so they go after that rest: once
-/// `sending` has gone entirely, the two buffers swap (no copy, and both keep their capacity
-/// for the next round).
-#[derive(Debug, Default)]
-pub struct Outbox {
-    /// Answers not handed to the kernel yet. Always ours.
-    queued: Vec<u8>,
-    /// The answers of the current send. The kernel's while `in_flight`.
-    sending: Vec<u8>,
-    /// How many bytes of `sending` the kernel has sent so far.
-    sent: usize,
-    in_flight: bool,
-    /// The send in flight heads a chain ([`send_then`](Self::send_then)): it posts a
-    /// completion only if it fails.
-    chained: bool,
-}
-
-impl Outbox {
-    /// Where new answers go, behind everything already in the outbox.
-    pub fn queue(&mut self) -> &mut Vec<u8> {
-        &mut self.queued
-    }
-
-    /// Bytes of answers not yet sent: the rest of the send in flight, and what queued behind.
-    pub fn unsent(&self) -> usize {
-        self.sending.len() - self.sent + self.queued.len()
-    }
-
-    /// Whether the kernel holds a send from this outbox.
-    pub fn in_flight(&self) -> bool {
-        self.in_flight
-    }
-
-    /// Whether the send in flight heads a chain.
-    pub fn chained(&self) -> bool {
-        self.in_flight && self.chained
-    }
-
-    /// The operation linked behind the send in flight completed: the send went out whole.
-    /// (Nothing to do when no chained send is in flight.)
-    pub fn on_chain_done(&mut self) {
-        if self.chained() {
-            self.sent = self.sending.len();
-            self.in_flight = false;
-            self.chained = false;
-        }
-    }
-
-    /// A send completed with `result`: true if the kernel took bytes, false if it failed.
-    /// A chained send completes only when it failed, whatever `result` says it sent.
-    pub fn on_sent(&mut self, result: i32) -> bool {
-        self.in_flight = false;
-        if std::mem::take(&mut self.chained) {
-            return false;
-        }
-        match result {
-            // A partial send is normal (the socket's send buffer had room for that much);
-            // `send` resubmits the rest. Zero bytes would never make progress.
-            1.. => {
-                self.sent += result as usize;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    // ANCHOR: send
-    /// Submits a send of the answers that wait on `socket`, whose completion carries
-    /// `user_data`, unless a send is already in flight or nothing waits.
-    ///
-    /// # Safety
-    ///
-    /// The outbox must not be dropped, and `socket` must stay open, until the send's
-    /// completion has arrived and been given to [`on_sent`](Self::on_sent) (while
-    /// [`in_flight`](Self::in_flight) says so).
-    pub unsafe fn send(&mut self, socket: Fd, user_data: u64, ring: &mut Ring) -> io::Result<()> {
-        let Some(entry) = self.next_send(socket, user_data, 0) else {
-            return Ok(());
-        };
-        // SAFETY: the entry points into the heap allocation of `sending`. While `in_flight`
-        // is set nothing appends to, clears or swaps `sending` (new answers go to `queued`),
-        // so the allocation neither moves nor changes, and our caller keeps it and the socket
-        // alive until the completion.
-        unsafe { ring.push(&entry)? };
-        self.in_flight = true;
         Ok(())
     }
-    // ANCHOR_END: send
+    // ANCHOR_END: close
 
-    // ANCHOR: send_then
-    /// Submits a send of the answers that wait, linked to `then`: the kernel starts `then`
-    /// once the send has gone out whole, and the send posts a completion only if it fails.
-    /// Returns false, submitting nothing, when a send is in flight already or nothing waits.
-    ///
-    /// `MSG_WAITALL` makes the kernel send every byte before it calls the send done (a short
-    /// send would otherwise count as a success and start `then`), and
-    /// `IOSQE_CQE_SKIP_SUCCESS` keeps a successful send's completion off the queue. If the
-    /// send fails (the client reset the connection), its completion says so, and the kernel
-    /// cancels `then` without posting one for it.
-    ///
-    /// # Safety
-    ///
-    /// As for [`send`](Self::send), until the completion of `then` or of the send has
-    /// arrived; and `then` must be safe to submit (what it points to outlives it).
-    pub unsafe fn send_then(
-        &mut self,
-        socket: Fd,
-        user_data: u64,
-        then: &squeue::Entry,
-        ring: &mut Ring,
-    ) -> io::Result<bool> {
-        let Some(send) = self.next_send(socket, user_data, libc::MSG_WAITALL) else {
-            return Ok(false);
-        };
-        let send = send.flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS);
-        // SAFETY: as in `send` for the send; our caller answers for `then`.
-        unsafe { ring.push_chain(&[send, then.clone()])? };
-        self.in_flight = true;
-        self.chained = true;
-        Ok(true)
+    /// Whether the kernel holds an operation of this connection (other than a cancellation).
+    fn in_flight(&self) -> bool {
+        self.recv_in_flight || self.outbox.in_flight()
     }
-    // ANCHOR_END: send_then
+}
 
-    /// The send of what waits, unless a send is in flight or nothing waits.
-    fn next_send(&mut self, socket: Fd, user_data: u64, flags: i32) -> Option<squeue::Entry> {
-        if self.in_flight {
-            return None;
-        }
-        if self.sent == self.sending.len() {
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.queued);
-        }
-        if self.sending.is_empty() {
-            return None;
-        }
-        let rest = &self.sending[self.sent..];
-        Some(
-            opcode::Send::new(
-                socket,
-                rest.as_ptr(),
-                u32::try_from(rest.len()).unwrap_or(u32::MAX),
-            )
-            .flags(flags)
-            .build()
-            .user_data(user_data),
-        )
+impl fmt::Debug for Connection {
+    /// By hand, not derived: never the bytes of `input`, which the kernel may be writing.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("stream", &self.stream)
+            .field("state", &self.state)
+            .field("input", &self.input)
+            .field("unread", &self.unread.len())
+            .field("outbox", &self.outbox)
+            .field("deadline", &self.deadline)
+            .field("recv_in_flight", &self.recv_in_flight)
+            .field("cancels_in_flight", &self.cancels_in_flight)
+            .finish_non_exhaustive()
     }
 }

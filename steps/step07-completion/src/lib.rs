@@ -32,6 +32,26 @@
 //! outlive the operation. A connection that closes with operations in flight asks the kernel
 //! to cancel them and stays, buffers and socket and all, until their completions arrive.
 //!
+//! **Stopping work**, in this style. On readiness (steps 03 to 06) stopping is ours alone:
+//! stop reading a socket, drop a future, close, and nothing else holds our memory. Here the
+//! kernel does: cancelling is a request to the kernel, answered by a completion of its own,
+//! and a buffer stays the kernel's until the cancelled operation's completion has come. So:
+//!
+//! - *idle timeout* (`--idle-timeout`, 60 s by default, 0 for none): each receive carries its
+//!   deadline, a link timeout in the same chain, the kernel's own timer. When it fires, the
+//!   kernel cancels the receive, and the receive's completion (`-ECANCELED`) says so; only
+//!   then is the input buffer ours again. The connection answers `error: idle timeout`, shuts
+//!   down its side, drains what the client still sends for a moment, and closes. When the
+//!   request comes in time, the deadline costs nothing: no completion, no system call.
+//! - *graceful shutdown* (Ctrl-C, SIGTERM): the signal thread posts a message to the ring
+//!   (`IORING_OP_MSG_RING`), a completion like any other. The loop stops accepting, asks the
+//!   kernel to cancel every receive in flight, and for each connection waits for that
+//!   completion, answers what it brought, shuts down its side and drains the client's input
+//!   until it ends, or until `--grace` (10 s) is over; then it exits 0. A second signal exits
+//!   at once.
+//! - *load shedding* (`--queue`): there is no compute pool to be full, so no `error: busy`:
+//!   fib runs inline, and a slow request simply blocks the ring (see the limit below).
+//!
 //! **Run it** (Linux 6.0 or later; two terminals, then more):
 //!
 //! ```text
@@ -48,7 +68,9 @@
 //! clients (`--depth 16`) get all their answers from one send. Then start the slow client:
 //! the fast clients stall, exactly as in step03. fib runs on the ring's only thread, inline,
 //! and while it computes fib(40) no completion of anyone else is looked at. Completions made
-//! the I/O cheaper, not the CPU work.
+//! the I/O cheaper, not the CPU work. Finally Ctrl-C the server while a fast client runs: it
+//! says it drains, the client gets every answer and then the end of its stream (not a
+//! reset), and the server prints how many connections closed and exits.
 //!
 //! **The limit:** one core. The ring is fed by one thread, so a server on an 8-core machine
 //! uses one of them for I/O and for fib alike, and one slow request blocks everyone. step08
@@ -61,19 +83,37 @@
 //!
 //! ## Modules
 //!
-//! - [`server`]: the event loop, the [`Token`](server::Token) packed into each operation's
-//!   `user_data`, accepting (and pausing when out of file descriptors);
-//! - [`connection`]: one client connection: who owns which buffer when, partial sends,
-//!   backpressure, half-close, closing with operations in flight;
+//! - `server` (the [`Server`]): the listener and the ring, bound up front;
+//! - [`event_loop`]: the ring's loop: a `match` on what each completion is for, accepting
+//!   (and pausing when out of file descriptors), shutting down;
+//! - [`token`]: the [`Token`](token::Token) packed into each operation's `user_data`;
+//! - [`connection`]: one client connection: who owns which buffer when, backpressure,
+//!   half-close, the idle deadline, closing with operations in flight;
+//! - [`outbox`]: answers on their way, and partial sends;
+//! - [`kernel_buffer`]: memory the kernel writes into, held by no Rust reference meanwhile;
+//! - [`messenger`] and [`shutdown`]: messages to a ring from other threads (`MSG_RING`), and
+//!   Ctrl-C posted to the ring as one;
 //! - [`ring`]: the ring itself: pushing submissions (never dropping one when the queue is
 //!   full), waiting for completions, and the clear error where io_uring is refused.
 
 #[cfg(target_os = "linux")]
 pub mod connection;
 #[cfg(target_os = "linux")]
+pub mod event_loop;
+#[cfg(target_os = "linux")]
+pub mod kernel_buffer;
+#[cfg(target_os = "linux")]
+pub mod messenger;
+#[cfg(target_os = "linux")]
+pub mod outbox;
+#[cfg(target_os = "linux")]
 pub mod ring;
 #[cfg(target_os = "linux")]
-pub mod server;
+mod server;
+#[cfg(target_os = "linux")]
+pub mod shutdown;
+#[cfg(target_os = "linux")]
+pub mod token;
 
 #[cfg(target_os = "linux")]
 pub use server::Server;

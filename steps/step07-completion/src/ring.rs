@@ -136,12 +136,21 @@ impl Ring {
     /// # Safety
     ///
     /// As for [`push`](Ring::push), for every entry.
-    pub unsafe fn push_chain(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+    pub unsafe fn push_chain(&mut self, entries: &[&squeue::Entry]) -> io::Result<()> {
         loop {
-            // SAFETY: our caller promises that what the entries point to outlives them.
-            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+            let mut queue = self.ring.submission();
+            if queue.capacity() - queue.len() >= entries.len() {
+                for entry in entries {
+                    // SAFETY: our caller promises that what the entries point to outlives
+                    // them. There is room for every entry (checked above), and nothing is
+                    // submitted between these pushes: the chain goes to the kernel whole.
+                    if unsafe { queue.push(entry) }.is_err() {
+                        unreachable!("room for the whole chain was checked");
+                    }
+                }
                 return Ok(());
             }
+            drop(queue);
             match self.ring.submit() {
                 Ok(_) => {}
                 Err(error) => self.recover(error)?,
@@ -345,5 +354,7 @@ pub const STEP07_OPERATIONS: &[(u8, &str)] = &[
     (opcode::Recv::CODE, "IORING_OP_RECV"),
     (opcode::Send::CODE, "IORING_OP_SEND"),
     (opcode::Timeout::CODE, "IORING_OP_TIMEOUT"),
+    (opcode::LinkTimeout::CODE, "IORING_OP_LINK_TIMEOUT"),
     (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+    (opcode::MsgRingData::CODE, "IORING_OP_MSG_RING"),
 ];

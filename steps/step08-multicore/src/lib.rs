@@ -5,8 +5,9 @@
 //! back to the asking ring as completions.
 //!
 //! **What changed since step07:** step07's loop, once per core (`--threads`, default one per
-//! core). Each core is a [`worker`] running step07's `Ring` and sending through step07's
-//! `Outbox` (both reused, unchanged), with:
+//! core). Each core is a *ring*: a thread (`ring-0`, `ring-1`, ...) running an
+//! [`event_loop`] on step07's `Ring` and sending through step07's `Outbox` (both reused,
+//! unchanged), with:
 //!
 //! - **its own listener.** Every core listens on the same port with `SO_REUSEPORT`, and the
 //!   kernel spreads incoming connections over the listeners. No acceptor thread, no queue of
@@ -19,12 +20,33 @@
 //!   give it back as soon as its bytes are answered. An idle connection holds no buffer.
 //! - **batching.** Every complete request in a buffer is answered into one output buffer,
 //!   and one send carries them all.
-//! - **a compute pool** ([`pool`]). fib(n) above [`connection::INLINE_MAX_N`] runs on a pool
-//!   thread, never on a ring. The value comes back to the ring that asked as a completion (a
+//! - **a compute pool** ([`pool`]). fib(n) from [`connection::OFFLOAD_FROM_N`] on runs on a
+//!   pool thread, never on a ring. The value comes back to the ring that asked as a completion (a
 //!   message posted with `IORING_OP_MSG_RING`), and the connection keeps its answers in
-//!   request order: answers behind a fib on the pool wait for it.
-//! - **graceful shutdown** on Ctrl-C or SIGTERM: each ring stops accepting, receives what
-//!   its clients have sent so far, answers all of it, closes, and the process exits 0.
+//!   request order ([`in_order`]): answers behind a fib on the pool wait for it.
+//!
+//! **Stopping work** is step07's (cancelling is a request to the kernel, and a buffer stays
+//! the kernel's until the cancelled operation's completion has come), on multishot
+//! operations, and with a pool:
+//!
+//! - *idle timeout* (`--idle-timeout`): a multishot receive cannot carry step07's link
+//!   timeout, which would be a deadline for the whole multishot. Each connection has a timer
+//!   of its own instead, one timeout operation armed for its deadline; a request only notes
+//!   the time, and the timer, when it fires early, is armed again for what is left. When the
+//!   connection has been idle (no complete line, no answer outstanding) for the whole
+//!   timeout, it asks the kernel to cancel the receive, waits for the receive's last
+//!   completion (the buffers of bytes that raced the cancellation go back as usual), answers
+//!   `error: idle timeout`, shuts down its side, drains, closes.
+//! - *graceful shutdown* (Ctrl-C, SIGTERM): step07's, on every ring: posted to each ring as a
+//!   message; each stops accepting (accepting what already waits in its backlog), cancels its
+//!   receives and waits for their completions, answers what came (fibs on the pool
+//!   included), shuts down each connection's side and drains until the client ends its input
+//!   or `--grace` is over, and the process exits 0.
+//! - *load shedding* (`--queue`, 4 jobs per pool thread beyond the running ones by default):
+//!   a request that finds the pool's queue full is answered `error: busy` at once, in its
+//!   place in the answer order, and the connection goes on. A connection already waiting for
+//!   the pool is slowed instead (it takes no more input until one of its fibs is back), and a
+//!   connection that closes gives its queued jobs' places back at once.
 //!
 //! Every choice above was measured against its alternative; the numbers are in the comments
 //! where each is made (`SO_REUSEPORT` against one acceptor handing connections to the other
@@ -34,17 +56,19 @@
 //! **Run it** (Linux 6.1 or later; three terminals):
 //!
 //! ```text
-//! cargo run --release -p step08
-//! cargo run --release -p clients --bin fast -- --conns 64
-//! cargo run --release -p clients --bin fast -- --conns 8 --depth 16
-//! cargo run --release -p clients --bin slow
+//! cargo run -p step08
+//! cargo run -p clients --bin fast -- --conns 64
+//! cargo run -p clients --bin fast -- --conns 8 --depth 16
+//! cargo run -p clients --bin slow
 //! ```
 //!
-//! Then Ctrl-C the server: it answers what it received and exits.
-//!
 //! **What to observe:** `top -H` shows the threads: `ring-0`, `ring-1`, ... share the fast
-//! clients, the `fib-N` threads work only while a slow client is served, and a slow client
-//! beside a fast one barely slows it (step05's lesson, kept). Compare the results table with
+//! clients, the `pool-N` threads work only while a slow client is served, and a slow client
+//! beside a fast one barely slows it (step05's lesson, kept). Start the server with
+//! `--queue 1` and several slow clients: the ones that find the pool full are answered
+//! `error: busy`. Ctrl-C the server while clients run: each ring says it drains, every
+//! client gets its answers and then the end of its stream, each ring says how many
+//! connections closed, and the process exits 0. Compare the results table with
 //! step09, tokio: the hand-rolled completion loop against the production readiness runtime.
 //!
 //! Then look at what sharing nothing costs when the clients run on the same machine. On the
@@ -73,8 +97,8 @@
 //! **The limit:** none; this is the finale. What a production server would add: registered
 //! (direct) file descriptors, so the kernel skips looking sockets up on every operation;
 //! zero-copy sends for large answers; pinning each ring's thread to its core; a limit on
-//! connections and timeouts for idle ones; and a better spread than a hash (two busy clients
-//! can land on one core while another idles). Runtimes built this way: `monoio`, `glommio`,
+//! connections; and a better spread than a hash (two busy clients can land on one core while
+//! another idles). Runtimes built this way: `monoio`, `glommio`,
 //! `tokio-uring`. step09 shows what a production readiness runtime does with the same server.
 //!
 //! Where io_uring is refused, `bind` says so in one line and points at step06, as in step07;
@@ -82,30 +106,34 @@
 //!
 //! ## Modules
 //!
-//! - [`worker`]: one core's event loop (step07's, plus multishot accept, pool results and
-//!   shutdown as completions) and the [`Token`](worker::Token) of each operation;
-//! - [`connection`]: a connection with multishot receives, backpressure by cancelling them,
-//!   answers kept in request order around fibs on the pool;
+//! - `server` (the [`Server`]): a listener and a ring per core, a thread to run each;
+//! - [`event_loop`]: one ring's loop (step07's, plus multishot accept, pool results and
+//!   shutdown as completions);
+//! - [`token`]: the [`Token`](token::Token) of each operation;
+//! - [`connection`]: a connection with multishot receives, backpressure by cancelling them;
+//! - [`in_order`]: answers kept in request order around fibs on the pool;
 //! - [`buffers`]: the ring of provided buffers;
-//! - [`pool`]: the compute pool and its messages back to the rings;
-//! - `multicore` (the [`Server`]): a listener and a ring per core, a thread to run each;
-//! - `shutdown`: Ctrl-C and SIGTERM, posted to every ring.
+//! - [`pool`]: the compute pool (bounded: `error: busy` when full) and its messages back to
+//!   the rings, by step07's `Messenger`; Ctrl-C and SIGTERM are posted to every ring by
+//!   step07's `shutdown` too.
 
 #[cfg(target_os = "linux")]
 pub mod buffers;
 #[cfg(target_os = "linux")]
 pub mod connection;
 #[cfg(target_os = "linux")]
-mod multicore;
+pub mod event_loop;
+#[cfg(target_os = "linux")]
+pub mod in_order;
 #[cfg(target_os = "linux")]
 pub mod pool;
 #[cfg(target_os = "linux")]
-mod shutdown;
+mod server;
 #[cfg(target_os = "linux")]
-pub mod worker;
+pub mod token;
 
 #[cfg(target_os = "linux")]
-pub use multicore::Server;
+pub use server::Server;
 
 #[cfg(not(target_os = "linux"))]
 mod elsewhere;

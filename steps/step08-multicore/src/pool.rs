@@ -1,23 +1,27 @@
-//! The compute pool: threads that run CPU-heavy fib away from the rings, and post each result
-//! back to the ring that asked for it, as a completion.
+//! The compute pool: pool threads that run CPU-heavy fib away from the rings, and post each
+//! result back to the ring that asked for it, as a completion.
 //!
 //! A ring thread must never compute fib(40): for the 0.4 s it took, every connection of that
-//! core would wait (step07's limit). So the ring hands the job to this pool and goes on. When
+//! ring would wait (step07's limit). So the ring hands the job to this pool and goes on. When
 //! a pool thread has the value, it does not touch the ring's data (nothing is shared with a
-//! ring but the job queue): it sends the ring a message with `IORING_OP_MSG_RING`, submitted
-//! on a small ring of its own, and the kernel posts it into the target ring's completion
-//! queue. To the event loop, a finished fib is one more completion, with a `user_data` that
-//! names the connection and the answer's place in line.
+//! ring but the job queue): it sends the ring a message with `IORING_OP_MSG_RING`, through a
+//! [`Messenger`] of its own, and the kernel posts it into the target ring's completion queue.
+//! To the event loop, a finished fib is one more completion, with a `user_data` that names
+//! the connection and the answer's place in line.
+//!
+//! The queue is bounded (`--queue`, by default 4 jobs per pool thread beyond the running
+//! ones): a job that finds it full is refused at once, and the connection answers
+//! `error: busy` in its place, rather than make a client wait behind minutes of work.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 
-use io_uring::types::Fd;
-use io_uring::{IoUring, opcode};
 use shared::fib::fib;
+use step07::messenger::Messenger;
 
 /// One fib to compute, and where its completion goes.
 #[derive(Debug)]
@@ -25,126 +29,182 @@ struct Job {
     n: u32,
     /// The low half of the completion's `user_data`: what the result is for.
     tag: u32,
-    /// The asking ring's file descriptor (a duplicate: see [`Offload::reply_to`]).
-    reply_to: Arc<OwnedFd>,
+    /// The asking ring's descriptor (see [`PoolHandle::reply_to`]).
+    reply_to: Weak<OwnedFd>,
+    /// The asking connection's jobs.
+    jobs: Arc<ConnectionJobs>,
 }
 
-/// The pool's threads, reachable through the [`Offload`] handles made by
-/// [`offload`](Self::offload).
+/// One connection's jobs on the pool, shared by the connection and its jobs.
+///
+/// A connection that closes abandons them: nobody would read their answers, and a vanished
+/// client's requests must not keep the pool busy for others. The jobs not started yet give
+/// their places in the pool back at once, and are answered uncomputed when a pool thread
+/// takes them; each job's place is given back exactly once, by whichever of the two claims
+/// it first.
+#[derive(Debug, Default)]
+pub struct ConnectionJobs {
+    /// Jobs of this connection on the pool's queue, not started yet.
+    queued: AtomicUsize,
+    /// The connection has closed.
+    abandoned: AtomicBool,
+}
+
+/// How many jobs the pool holds (waiting or running), and how many it may.
+#[derive(Debug)]
+struct Load {
+    jobs: AtomicUsize,
+    limit: usize,
+    threads: usize,
+}
+
+/// The pool's threads, reachable through the [`PoolHandle`]s made by
+/// [`handle`](Self::handle).
 #[derive(Debug, Clone)]
 pub struct Pool {
     jobs: Sender<Job>,
+    load: Arc<Load>,
 }
 
+/// The queue of the pool was full: the job was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 impl Pool {
-    /// Starts `threads` compute threads.
+    /// Starts `threads` pool threads, which take up to `queue` jobs waiting beyond the ones
+    /// they run.
     ///
     /// # Errors
     ///
-    /// When a thread, or its messaging ring, cannot be created.
-    pub fn start(threads: usize) -> io::Result<Pool> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// When a thread, or its messenger's ring, cannot be created.
+    pub fn start(threads: usize, queue: usize) -> io::Result<Pool> {
+        let (jobs, waiting) = mpsc::channel::<Job>();
         // The cold path: a lock around the queue's receiving end, taken by an idle pool
         // thread to wait for the next job. Jobs are rare and long; contention is not a
         // concern here.
-        let queue = Arc::new(Mutex::new(queue));
+        let waiting = Arc::new(Mutex::new(waiting));
+        let load = Arc::new(Load {
+            jobs: AtomicUsize::new(0),
+            limit: threads.saturating_add(queue),
+            threads,
+        });
         for i in 0..threads {
-            let queue = Arc::clone(&queue);
-            // A ring of its own, only to send messages to the rings that asked.
-            let messenger = IoUring::new(8)?;
+            let (waiting, load) = (Arc::clone(&waiting), Arc::clone(&load));
+            // Made now, not when a result is ready: a pool thread must always be able to
+            // answer, even once the process has run out of descriptors.
+            let messenger = Messenger::new()?;
             thread::Builder::new()
-                .name(format!("fib-{i}"))
-                .spawn(move || compute(&queue, messenger))?;
+                .name(format!("pool-{i}"))
+                .spawn(move || compute(&waiting, &load, messenger))?;
         }
-        Ok(Pool { jobs })
+        Ok(Pool { jobs, load })
     }
 
     /// A handle for one ring to send jobs with; the results come back to `ring_fd`.
-    pub fn offload(&self, ring_fd: Arc<OwnedFd>) -> Offload {
-        Offload {
+    pub fn handle(&self, ring_fd: &Arc<OwnedFd>) -> PoolHandle {
+        PoolHandle {
             jobs: self.jobs.clone(),
-            reply_to: ring_fd,
+            load: Arc::clone(&self.load),
+            reply_to: Arc::downgrade(ring_fd),
         }
     }
 }
 
-/// One ring's way into the pool.
+/// One ring's way into the pool: a sender of jobs, whose results come back to that ring.
 #[derive(Debug)]
-pub struct Offload {
+pub struct PoolHandle {
     jobs: Sender<Job>,
-    /// A duplicate of the ring's file descriptor. Every job holds a reference, so the
-    /// descriptor number stays this ring's until the last result has been posted: a result
-    /// finishing after its ring shut down goes to that ring (where nobody reads it), never to
-    /// whatever file reused the number.
-    reply_to: Arc<OwnedFd>,
+    load: Arc<Load>,
+    /// The ring's descriptor, a duplicate owned by its event loop. A result is posted only
+    /// while the loop holds it: until then the number is that ring's, and a result finishing
+    /// after the loop has ended goes nowhere (never to whatever file reuses the number).
+    reply_to: Weak<OwnedFd>,
 }
 
-impl Offload {
-    /// Computes fib(n) on the pool; the result arrives on this ring as a completion whose
-    /// `user_data` has `tag` in its low 32 bits. fib(93) needs 64 bits, and a completion's
-    /// `result` holds 32: the high half of the value travels in the high half of
-    /// `user_data` (see [`fib_value`]).
-    pub fn fib(&self, n: u32, tag: u32) {
+impl PoolHandle {
+    /// Computes fib(n) on the pool, unless its queue is full: the result arrives on this
+    /// ring as a completion whose `user_data` has `tag` in its low 32 bits. fib(93) needs 64
+    /// bits, and a completion's `result` holds 32: the high half of the value travels in the
+    /// high half of `user_data` (see [`fib_value`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`] when the pool holds as many jobs as it may: its threads are all computing
+    /// and `--queue` jobs wait. The job is not taken.
+    ///
+    /// `jobs` are the asking connection's (see [`abandon`](Self::abandon)).
+    pub fn fib(&self, n: u32, tag: u32, jobs: &Arc<ConnectionJobs>) -> Result<(), Busy> {
+        let limit = self.load.limit;
+        (self.load.jobs)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |jobs| {
+                (jobs < limit).then_some(jobs + 1)
+            })
+            .map_err(|_| Busy)?;
+        jobs.queued.fetch_add(1, Ordering::AcqRel);
         let job = Job {
             n,
             tag,
-            reply_to: Arc::clone(&self.reply_to),
+            reply_to: self.reply_to.clone(),
+            jobs: Arc::clone(jobs),
         };
         // Sending fails only once every pool thread has exited, which they never do: each
         // one loops for as long as the process lives.
         let _ = self.jobs.send(job);
+        Ok(())
+    }
+
+    /// How many pool threads compute.
+    pub fn threads(&self) -> usize {
+        self.load.threads
+    }
+
+    /// The connection whose `jobs` these are has closed: its jobs not started yet give their
+    /// places in the pool back now, and are not computed. Their completions still come, at
+    /// once (the connection waits for them before it may leave its slab).
+    pub fn abandon(&self, jobs: &ConnectionJobs) {
+        jobs.abandoned.store(true, Ordering::Release);
+        let released = jobs.queued.swap(0, Ordering::AcqRel);
+        self.load.jobs.fetch_sub(released, Ordering::AcqRel);
     }
 }
 
 // ANCHOR: compute
 /// A pool thread: wait for a job, compute, post the result to the asking ring, repeat.
-fn compute(queue: &Mutex<Receiver<Job>>, mut messenger: IoUring) {
+fn compute(waiting: &Mutex<Receiver<Job>>, load: &Load, mut messenger: Messenger) {
     loop {
         // The lock is held only while waiting for a job, released before computing.
-        let job = match queue.lock() {
-            Ok(queue) => queue.recv(),
+        let job = match waiting.lock() {
+            Ok(waiting) => waiting.recv(),
             // A pool thread panicked while waiting: impossible (recv does not panic), and
             // fatal for the pool anyway.
             Err(_) => return,
         };
         let Ok(job) = job else {
-            return; // every Offload is gone: the server has shut down
+            return; // every PoolHandle is gone: the server has shut down
         };
-        let value = fib(std::hint::black_box(job.n));
+        // Started: unless `abandon` has given its place back already, it is this thread's
+        // to give back once done.
+        let ours = (job.jobs.queued)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_sub(1)
+            })
+            .is_ok();
+        let value = if job.jobs.abandoned.load(Ordering::Acquire) {
+            0 // nobody reads it
+        } else {
+            fib(std::hint::black_box(job.n))
+        };
+        if ours {
+            // Done: a place in the pool is free for the next job.
+            load.jobs.fetch_sub(1, Ordering::AcqRel);
+        }
         let (result, user_data) = fib_message(value, job.tag);
-        let entry =
-            opcode::MsgRingData::new(Fd(job.reply_to.as_raw_fd()), result, user_data, None).build();
-        // SAFETY: the message points to no memory of ours; the target ring's descriptor is
-        // kept open by `job.reply_to` until `post` has waited for the message's completion.
-        let _ = unsafe { post(&mut messenger, &entry) };
+        // Delivered, however many tries it takes, unless the ring is gone: its connection
+        // waits for this answer, and its shutdown for that connection.
+        messenger.post(&job.reply_to, result, user_data);
     }
 }
 // ANCHOR_END: compute
-
-/// Submits `entry` on `messenger` and waits for its completion.
-///
-/// # Safety
-///
-/// What `entry` points to must stay valid until this returns.
-pub(crate) unsafe fn post(
-    messenger: &mut IoUring,
-    entry: &io_uring::squeue::Entry,
-) -> io::Result<()> {
-    // SAFETY: forwarded to our caller; the queue is empty (each post waits for its own
-    // completion), so the push cannot fail for lack of room.
-    unsafe { messenger.submission().push(entry) }
-        .map_err(|_| io::Error::other("the messaging ring is full"))?;
-    loop {
-        match messenger.submit_and_wait(1) {
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            result => break result.map(drop)?,
-        };
-    }
-    // The message's own completion says whether it was delivered; a ring that is gone is no
-    // one's loss (its connections are gone too).
-    messenger.completion().for_each(drop);
-    Ok(())
-}
 
 /// The `result` and `user_data` of the completion that carries fib's `value` and `tag`.
 pub(crate) fn fib_message(value: u64, tag: u32) -> (i32, u64) {
@@ -155,4 +215,46 @@ pub(crate) fn fib_message(value: u64, tag: u32) -> (i32, u64) {
 /// bits) and `user_data` (the high 32 bits, above the tag).
 pub fn fib_value(result: i32, user_data: u64) -> u64 {
     (user_data >> 32 << 32) | u64::from(result as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_refuses_the_next_job() {
+        // One thread and a queue of one: two jobs are taken, the third is busy. fib(35)
+        // (tens of milliseconds) keeps the thread long enough for the test to be done first.
+        let pool = Pool::start(1, 1).expect("a pool");
+        let ring = io_uring::IoUring::new(8).expect("a ring");
+        let fd = Arc::new(
+            std::os::fd::AsFd::as_fd(&ring)
+                .try_clone_to_owned()
+                .expect("dup"),
+        );
+        let handle = pool.handle(&fd);
+        let jobs = Arc::new(ConnectionJobs::default());
+        assert_eq!(handle.fib(35, 1, &jobs), Ok(()));
+        assert_eq!(handle.fib(35, 2, &jobs), Ok(()));
+        assert_eq!(handle.fib(35, 3, &jobs), Err(Busy));
+    }
+
+    #[test]
+    fn abandoned_jobs_give_their_places_back_at_once() {
+        let pool = Pool::start(1, 1).expect("a pool");
+        let ring = io_uring::IoUring::new(8).expect("a ring");
+        let fd = Arc::new(
+            std::os::fd::AsFd::as_fd(&ring)
+                .try_clone_to_owned()
+                .expect("dup"),
+        );
+        let handle = pool.handle(&fd);
+        let (gone, next) = (Arc::default(), Arc::default());
+        assert_eq!(handle.fib(35, 1, &gone), Ok(()));
+        assert_eq!(handle.fib(35, 2, &gone), Ok(()));
+        assert_eq!(handle.fib(35, 3, &next), Err(Busy));
+        // The first may be running already; the second has not started, and goes.
+        handle.abandon(&gone);
+        assert_eq!(handle.fib(35, 3, &next), Ok(()));
+    }
 }

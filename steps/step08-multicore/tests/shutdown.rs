@@ -57,6 +57,9 @@ fn sigterm_answers_what_was_received_then_exits_0() {
         rest, "2178309\n5\n",
         "the answers to what was sent before the signal"
     );
+    // Closing ends the server's drain of this connection (otherwise it drains until the end
+    // of --grace).
+    drop(client);
     let status = server.wait().expect("waiting for step08 to exit");
     assert!(status.success(), "step08 exited with {status}");
 }

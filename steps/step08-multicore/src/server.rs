@@ -1,4 +1,4 @@
-//! The server: a listener and a ring per core, bound up front; a thread per core to run them.
+//! The server: a listener and a ring per core, bound up front; a thread per ring to run it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -13,9 +13,9 @@ use socket2::{Domain, Socket, Type};
 use step07::ring::{Ring, require_linux};
 
 use crate::Options;
+use crate::event_loop;
 use crate::pool::Pool;
-use crate::shutdown;
-use crate::worker::{self, Token};
+use crate::token::Token;
 
 /// Submissions each ring holds at once (more are fine: step07's `Ring::push` makes room).
 const SUBMISSION_QUEUE: u32 = 256;
@@ -34,13 +34,14 @@ const OPERATIONS: &[(u8, &str)] = &[
 #[derive(Debug)]
 pub struct Server {
     cores: Vec<(TcpListener, Ring)>,
-    max_n: u32,
+    config: Config,
 }
 
 impl shared::Server for Server {
     type Options = Options;
     const ABOUT: &'static str = "Step 8: a multicore fib server: an io_uring per core, \
                                  nothing shared on the hot path, fib on a compute pool.";
+    const COMPUTE_POOL: bool = true;
 
     fn bind(config: &Config, options: &Options) -> io::Result<Self> {
         let threads = options
@@ -83,7 +84,7 @@ impl shared::Server for Server {
             .collect::<io::Result<_>>()?;
         Ok(Server {
             cores,
-            max_n: config.max_n,
+            config: config.clone(),
         })
     }
 
@@ -95,26 +96,36 @@ impl shared::Server for Server {
     }
 
     fn run(self) -> io::Result<()> {
-        let pool = Pool::start(self.cores.len())?;
-        let (finished, results) = mpsc::channel();
         let threads = self.cores.len();
-        for (i, (listener, ring)) in self.cores.into_iter().enumerate() {
-            // Every ring hears about Ctrl-C from the moment the server runs, before any
-            // client can be accepted (see `worker::serve` for a signal even earlier).
+        // One pool thread per ring: the pool is for CPU work, the rings' threads for I/O.
+        let pool = Pool::start(threads, self.config.queue_for(threads))?;
+        let (finished, results) = mpsc::channel();
+        // The descriptors the pool and the signal thread post to; each ring's event loop
+        // owns its own, they hold weak references.
+        let mut cores = Vec::new();
+        let mut rings = Vec::new();
+        for (listener, ring) in self.cores {
             let ring_fd = Arc::new(ring.io_uring().as_fd().try_clone_to_owned()?);
-            shutdown::notify_on_signal(&ring_fd, Token::Shutdown.into());
-            let (pool, finished) = (pool.clone(), finished.clone());
+            rings.push((Arc::downgrade(&ring_fd), Token::Shutdown.into()));
+            cores.push((listener, ring, ring_fd));
+        }
+        // Every ring hears about Ctrl-C, step07's way (a message posted to it), from before
+        // any of them can accept a client. A ring whose thread has not enabled it yet cannot
+        // take the message: it checks for a shutdown itself once enabled (`event_loop::serve`).
+        step07::shutdown::notify_on_signal(rings)?;
+        for (i, (listener, ring, ring_fd)) in cores.into_iter().enumerate() {
+            let (pool, finished, config) = (pool.clone(), finished.clone(), self.config.clone());
             thread::Builder::new()
                 .name(format!("ring-{i}"))
                 .spawn(move || {
-                    let served = worker::serve(ring, ring_fd, listener, &pool, self.max_n);
+                    let served = event_loop::serve(ring, ring_fd, listener, &pool, &config);
                     let _ = finished.send(served);
                 })?;
         }
         // Only the ring threads hold senders now: if they all end without a word (they
         // panicked), `recv` says so instead of waiting forever.
         drop(finished);
-        // Every core runs until a graceful shutdown; the first one to fail ends the server.
+        // Every ring runs until a graceful shutdown; the first one to fail ends the server.
         for _ in 0..threads {
             results
                 .recv()
@@ -147,7 +158,7 @@ fn new_ring() -> io::Result<Ring> {
     let mut builder = IoUring::builder();
     builder
         .setup_cqsize(SUBMISSION_QUEUE * 16)
-        // Only the core's thread submits (the pool and the signal thread post messages,
+        // Only the ring's thread submits (the pool and the signal thread post messages,
         // which is not submitting to this ring): the kernel can skip locking for it.
         .setup_single_issuer()
         // Run the kernel's completion work when the thread asks for completions, not by
