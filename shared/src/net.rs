@@ -51,6 +51,14 @@ pub fn is_out_of_fds(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(24) | Some(23))
 }
 
+/// How long a connection closing after an error answer (a line too long, the idle timeout)
+/// drains the client's input, at most, before it closes anyway. Closing with unread input
+/// would reset the connection and could destroy the answer before the client reads it (see
+/// the protocol's "closing" section); a client that reads its answers ends its input at once,
+/// one that keeps sending is not waited for. (A graceful shutdown drains until the end of
+/// `--grace` instead.)
+pub const DRAIN_TIME: Duration = Duration::from_millis(100);
+
 /// How long a step stops accepting after running out of file descriptors.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -41,7 +41,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shared::cli::{Config, NoOptions};
-use shared::net::{self, ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
+use shared::net::{
+    self, ACCEPT_BACKOFF, DRAIN_TIME, is_out_of_resources, is_transient_accept_error,
+};
 use shared::protocol::{self, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer};
 
 /// The step01 server: a listening socket and the protocol's `--max-n` and `--idle-timeout`.
@@ -192,9 +194,6 @@ fn is_timeout(error: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
-
-/// How long a connection being closed after an error may take to stop sending.
-pub const DRAIN_TIME: Duration = Duration::from_millis(100);
 
 /// Closes a connection after an error answer (`line too long`, `idle timeout`) so that the
 /// client reads the error.

@@ -77,7 +77,7 @@ use std::time::{Duration, Instant};
 
 use shared::cli::{Config, NoOptions};
 use shared::net::is_transient_accept_error;
-use shared::net::{self as shared_net, ACCEPT_BACKOFF, is_out_of_resources};
+use shared::net::{self as shared_net, ACCEPT_BACKOFF, DRAIN_TIME, is_out_of_resources};
 use shared::protocol::{self, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer};
 use shared::shutdown::{self, Drain};
 
@@ -363,9 +363,6 @@ async fn finish(
     Ok(())
 }
 // ANCHOR_END: finish
-
-/// How long a connection being closed after an error may take to stop sending.
-pub const DRAIN_TIME: Duration = Duration::from_millis(100);
 
 /// Closes a connection after an error answer (`line too long`, `idle timeout`) so that the
 /// client reads it.

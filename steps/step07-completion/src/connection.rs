@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{opcode, squeue};
-use shared::net::report_connection_error;
+use shared::net::{DRAIN_TIME, report_connection_error};
 use shared::protocol::MAX_LINE;
 use shared::protocol::{self, DEFAULT_READ_CAPACITY, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer};
 
@@ -59,12 +59,6 @@ const INPUT_BUFFER: usize = DEFAULT_READ_CAPACITY;
 /// Bytes the line buffer holds: the longest line and its `\r\n` fit, and most pipelined
 /// bursts are framed in a few passes.
 const LINE_BUFFER: usize = 4 * MAX_LINE;
-
-/// How long a connection closing after an error (a line too long, the idle timeout) drains
-/// the client's input, at most, before it closes anyway: step04's `DRAIN_TIME`. A client
-/// that reads its answers ends its input at once; one that keeps sending is not waited for.
-/// (A graceful shutdown drains until the end of `--grace` instead.)
-pub const DRAIN_TIME: Duration = Duration::from_millis(100);
 
 /// Where a connection is in its life.
 ///

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::opcode;
 use io_uring::types::{CancelBuilder, Fd, Timespec};
-use shared::fib::fib;
-use shared::net::report_connection_error;
+use shared::fib::{OFFLOAD_FROM_N, fib};
+use shared::net::{DRAIN_TIME, report_connection_error};
 use shared::protocol::{BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, MAX_LINE};
 use shared::protocol::{ProtocolError, parse_request, write_answer, write_error};
 use step07::outbox::Outbox;
@@ -42,19 +42,11 @@ use crate::in_order::{InOrder, OFFLOAD_LIMIT};
 use crate::pool::{Busy, ConnectionJobs, PoolHandle};
 use crate::token::Token;
 
-/// fib(n) for `n` at least this is computed on the pool, below it on the ring's thread.
-///
-/// step05's threshold, for step05's reason (its `OFFLOAD_FROM_N` has the measurement): the
-/// round trip through a pool costs about what fib(20) costs (tens of microseconds), so below
-/// it the hop costs more than it saves, and from there on the stall it avoids grows 1.6 times
-/// per n. Here the hop is a job on a channel and a message back with `IORING_OP_MSG_RING`.
-pub const OFFLOAD_FROM_N: u32 = 20;
-
+/// How many bytes of answers a connection may hold for a client that is not reading them
+/// before it stops receiving: step07's.
+pub use step07::connection::OUTPUT_LIMIT;
 /// What the event loop should do with a connection after one of its completions: step07's.
 pub use step07::connection::Status;
-/// How many bytes of answers a connection may hold for a client that is not reading them
-/// before it stops receiving, and how long it drains after an error: step07's.
-pub use step07::connection::{DRAIN_TIME, OUTPUT_LIMIT};
 
 /// Bytes the line buffer holds: the longest line and its `\r\n` fit, and most pipelined
 /// bursts are framed in a few passes. Small, because every idle connection keeps one.

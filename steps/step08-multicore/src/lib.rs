@@ -20,7 +20,7 @@
 //!   give it back as soon as its bytes are answered. An idle connection holds no buffer.
 //! - **batching.** Every complete request in a buffer is answered into one output buffer,
 //!   and one send carries them all.
-//! - **a compute pool** ([`pool`]). fib(n) from [`connection::OFFLOAD_FROM_N`] on runs on a
+//! - **a compute pool** ([`pool`]). fib(n) from [`OFFLOAD_FROM_N`](shared::fib::OFFLOAD_FROM_N) on runs on a
 //!   pool thread, never on a ring. The value comes back to the ring that asked as a completion (a
 //!   message posted with `IORING_OP_MSG_RING`), and the connection keeps its answers in
 //!   request order ([`in_order`]): answers behind a fib on the pool wait for it.

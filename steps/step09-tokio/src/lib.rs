@@ -71,7 +71,7 @@ use std::time::Duration;
 
 use shared::cli::Config;
 use shared::fib::{OFFLOAD_FROM_N, fib};
-use shared::net::{ACCEPT_BACKOFF, is_out_of_resources, is_transient_accept_error};
+use shared::net::{ACCEPT_BACKOFF, DRAIN_TIME, is_out_of_resources, is_transient_accept_error};
 use shared::protocol::write_answer;
 use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, Request};
 use shared::shutdown::Drain;
@@ -428,9 +428,6 @@ impl Pool {
     }
     // ANCHOR_END: pool
 }
-
-/// How long a connection being closed after an error answer may take to stop sending.
-const DRAIN_TIME: Duration = Duration::from_millis(100);
 
 /// Closes a connection after an error answer (`line too long`, `idle timeout`) so that the
 /// client reads it.
