@@ -7,7 +7,7 @@
 //!   some are *starved* (a step that serves one connection at a time answers only the first).
 //!   Paced with [`FastConfig::rate`] (`fast --rate 2`), it is slow enough to follow one
 //!   request at a time through a server's trace ([`run_fast_with_answers`] reports each).
-//! - **slow** ([`run_slow`]): how long a CPU-heavy request (`40\n`, fib(40), about 0.4 s of one
+//! - **slow** ([`run_slow`]): how long a CPU-heavy request (`40\n`, fib(40), about 0.3 s of one
 //!   core) takes, alone, side by side with another, or beside a fast load.
 //!
 //! And two helpers for the workshop:

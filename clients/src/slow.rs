@@ -5,9 +5,9 @@
 //! cargo run -p clients --bin slow -- --conns 2        # in another
 //! ```
 //!
-//! **What it measures:** how long the server takes to answer fib(40), about 0.4 s of pure CPU
+//! **What it measures:** how long the server takes to answer fib(40), about 0.3 s of pure CPU
 //! work. Alone, that is the cost of the work. Two slow clients at once show whether the
-//! server computes on several cores (each still takes 0.4 s) or on one (0.8 s, or one waits
+//! server computes on several cores (each still takes 0.3 s) or on one (0.6 s, or one waits
 //! for the other). Beside a fast client, they show whether CPU work in one connection stalls
 //! everyone else.
 //!

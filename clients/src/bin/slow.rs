@@ -9,7 +9,7 @@ use clients::{SlowConfig, run_slow};
 
 /// Sends a CPU-heavy request to a fib server again and again and times each answer.
 ///
-/// Asks for fib(--n), 40 by default: about 0.4 s of pure CPU work for the server, one
+/// Asks for fib(--n), 40 by default: about 0.3 s of pure CPU work for the server, one
 /// request in flight at a time, and prints how long each answer took. With --conns 2, two
 /// such clients run side by side: on a server that computes on several cores each still
 /// takes about as long as alone; on a single-threaded one they take turns.
@@ -34,7 +34,7 @@ struct Cli {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     conns: u32,
 
-    /// The n of every request: fib(40) takes about 0.4 s, and each step up costs 1.6 times
+    /// The n of every request: fib(40) takes about 0.3 s, and each step up costs 1.6 times
     /// more; above the server's --max-n (45 by default) the answer is an error
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(0..=93))]
     n: u32,

@@ -25,7 +25,7 @@ use shared::cli::DEFAULT_ADDR;
 /// Connects to a fib server and lets you type requests at it.
 ///
 /// Every line typed is sent as it is, followed by a newline: a number asks for its fib
-/// (`40` takes the server about 0.4 s), anything else gets the server's error
+/// (`40` takes the server about 0.3 s), anything else gets the server's error
 /// (`error: not a number`). Every line the server sends is printed as it arrives, also
 /// while you are not typing. Ctrl-D (end of input) quits, once the server has answered
 /// what was sent. When the server closes the connection, talk says so, with the server's

@@ -168,6 +168,10 @@ impl TcpStream {
 
 /// `--trace`: what a read or a write on `conn {key}` did.
 fn trace_io(what: &str, key: usize, result: &io::Result<usize>) {
+    // Off (no `--trace`), one check of a cached flag, before comparing `what`.
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
     match result {
         Ok(0) if what == "read" => tracing::trace!("conn {key}: read: end of input"),
         Ok(bytes) => tracing::trace!("conn {key}: {what} {bytes} bytes"),

@@ -1,7 +1,7 @@
 //! The compute pool: pool threads that run CPU-heavy fib away from the rings, and post each
 //! result back to the ring that asked for it, as a completion.
 //!
-//! A ring thread must never compute fib(40): for the 0.4 s it took, every connection of that
+//! A ring thread must never compute fib(40): for the 0.3 s it takes, every connection of that
 //! ring would wait (step07's limit). So the ring hands the job to this pool and goes on. When
 //! a pool thread has the value, it does not touch the ring's data (nothing is shared with a
 //! ring but the job queue): it sends the ring a message with `IORING_OP_MSG_RING`, through a
