@@ -158,16 +158,11 @@ impl std::error::Error for ClientError {
     }
 }
 
-/// Whether `error` means the server closed or reset the connection: a reset, an abort or a
-/// broken pipe. The run ends with a report saying so, not with an error.
+/// Whether `error` means the server closed or reset the connection: a reset, an abort, a
+/// broken pipe (the servers' [`shared::net::is_client_gone`], from this side). The run ends
+/// with a report saying so, not with an error.
 pub(crate) fn closed_by_peer(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
+    shared::net::is_client_gone(error)
 }
 
 /// The OS error in plain lower-case words, without the `(os error 111)` a user cannot act on.

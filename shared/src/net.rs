@@ -90,7 +90,8 @@ pub fn is_out_of_resources(error: &io::Error) -> bool {
 }
 
 /// Whether `error` is only the client leaving rudely (a reset, a broken pipe, an end of
-/// input in the middle of a write): nothing a server must report.
+/// input in the middle of a write): nothing a server must report. (The clients use it the
+/// other way round: the server closed or reset the connection.)
 pub fn is_client_gone(error: &io::Error) -> bool {
     matches!(
         error.kind(),
