@@ -230,12 +230,12 @@ pub fn main<S: Server>(name: &'static str) -> ExitCode {
         (
             S::TRACE_TARGETS.is_empty(),
             "trace",
-            "has no event loop of its own to trace (its header says how to watch it)",
+            "does not trace its loop (its header says how to watch it)",
         ),
         (
             S::TRACE_TARGETS.is_empty(),
             "trace_file",
-            "has no event loop of its own to trace (its header says how to watch it)",
+            "does not trace its loop (its header says how to watch it)",
         ),
     ]
     .into_iter()
