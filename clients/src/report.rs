@@ -223,6 +223,9 @@ pub struct SlowReport {
     pub times: Vec<Duration>,
     /// Answers received on each connection, in connection order.
     pub per_connection: Vec<u64>,
+    /// Requests the server answered `error: busy` (its compute pool was full); each was
+    /// asked again after [`BUSY_PAUSE`](crate::slow::BUSY_PAUSE).
+    pub busy: u64,
     /// Why the run ended.
     pub ended: Ended,
 }
@@ -263,6 +266,15 @@ impl fmt::Display for SlowReport {
                 Seconds(max),
             )?,
             _ => writeln!(f, "no answers for fib({}) in {elapsed:.2} s", self.n)?,
+        }
+        if self.busy > 0 {
+            writeln!(
+                f,
+                "busy: {} answered `error: busy` (the server's pool was full), each asked again \
+                 after {} ms",
+                self.busy,
+                crate::slow::BUSY_PAUSE.as_millis()
+            )?;
         }
         write_starved(f, self.starved(), self.per_connection.len())?;
         write_server_ended(f, &self.ended)
@@ -408,6 +420,7 @@ mod tests {
             elapsed: Duration::from_millis(1300),
             times: vec![Duration::from_millis(400), Duration::from_millis(500)],
             per_connection: vec![1, 1],
+            busy: 0,
             ended: Ended::Count,
         };
         assert_eq!(report.mean(), Some(Duration::from_millis(450)));
@@ -426,6 +439,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             times: Vec::new(),
             per_connection: vec![0],
+            busy: 0,
             ended: Ended::Stopped,
         };
         assert_eq!((report.mean(), report.max()), (None, None));
@@ -458,6 +472,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             times: vec![Duration::from_millis(400)],
             per_connection: vec![1],
+            busy: 0,
             ended: Ended::ServerClosed {
                 connection: 1,
                 answered: 1,

@@ -33,9 +33,15 @@ use crate::error::{ClientError, closed_by_peer};
 use crate::fast::connection::LAST_WORDS_PATIENCE;
 use crate::report::{Ended, SlowAnswer, SlowReport};
 use crate::request::Request;
+use shared::protocol::BUSY_ANSWER;
 
 /// How long a blocked read or write waits before looking at the stop flag and the deadline.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a slow client waits after `error: busy` (the server's compute pool was full)
+/// before it asks again: long enough not to hammer a server that said "not now", short
+/// against the fib(40) it waits for.
+pub const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a slow run does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +109,7 @@ pub fn run_slow(
         failed: AtomicBool::new(false),
         server_closed: Mutex::new(None),
         times: Mutex::new(Vec::new()),
+        busy: AtomicU64::new(0),
         on_answer,
     };
     let results: Vec<Result<u64, ClientError>> = thread::scope(|scope| {
@@ -139,6 +146,7 @@ pub fn run_slow(
         elapsed: end - start,
         times: into_inner(run.times),
         per_connection,
+        busy: run.busy.into_inner(),
         ended,
     })
 }
@@ -176,6 +184,8 @@ struct SlowRun<'a> {
     /// connection; the others then stop too.
     server_closed: Mutex<Option<Ended>>,
     times: Mutex<Vec<Duration>>,
+    /// Requests answered `error: busy`, over all connections.
+    busy: AtomicU64,
     on_answer: &'a (dyn Fn(&SlowAnswer) + Sync),
 }
 
@@ -189,6 +199,8 @@ enum Wait<T> {
 enum Received {
     /// The answer arrived, then.
     Answer(Instant),
+    /// The server's pool was full: `error: busy`, and the connection stays open.
+    Busy,
     /// The run is over (deadline, Ctrl-C, another connection ended it).
     Stopped,
     /// The server closed the connection, maybe right after the answer (when it arrived).
@@ -225,6 +237,16 @@ impl SlowRun<'_> {
             let received = self.receive(&mut stream, &mut checker, connection)?;
             let answer_at = match &received {
                 Received::Stopped => break,
+                // Not an answer, not an error of the server's: ask again in a moment (the
+                // request given back, so that `--count` still counts answers).
+                Received::Busy => {
+                    self.busy.fetch_add(1, Ordering::Relaxed);
+                    if let Some(unsent) = &self.unsent {
+                        unsent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    thread::sleep(BUSY_PAUSE);
+                    continue;
+                }
                 Received::Answer(at) => Some(*at),
                 Received::Closed { answer, .. } => *answer,
             };
@@ -346,6 +368,9 @@ impl SlowRun<'_> {
                             }
                             if !bad.is_error() || bad.trailing > 0 {
                                 return Err(bad_answer(&bad.line));
+                            }
+                            if bad.answers == 0 && bad.line == BUSY_ANSWER.trim_ascii_end() {
+                                return Ok(Received::Busy);
                             }
                             error_line = Some((bad.line, Instant::now()));
                         }

@@ -34,6 +34,27 @@ fn every_answer_is_reported_and_timed() {
     }
 }
 
+/// `error: busy` is a server with a full pool saying "not now", not a broken server: the
+/// slow client counts it, waits a moment and asks again, and the summary says how often.
+#[test]
+fn busy_answers_are_counted_and_the_run_goes_on() {
+    let config = SlowConfig {
+        addr: common::busy_at_first(2),
+        n: 20,
+        count: Some(3),
+        ..SlowConfig::default()
+    };
+    let report = run_slow(&config, &AtomicBool::new(false), &|_| {})
+        .expect("a busy answer does not end the run");
+    assert_eq!(report.count(), 3, "three real answers after two busy ones");
+    assert_eq!(report.busy, 2);
+    let summary = report.to_string();
+    assert!(
+        summary.contains("2 answered `error: busy`"),
+        "the summary says how many were busy: {summary}"
+    );
+}
+
 #[test]
 fn two_clients_share_the_count() {
     let config = SlowConfig {

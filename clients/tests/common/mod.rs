@@ -102,6 +102,31 @@ pub fn closing_after(answers: usize, last_words: &'static [u8]) -> SocketAddr {
     })
 }
 
+/// A server whose compute pool is full at first: it answers the first `busy` requests of
+/// each connection `error: busy` (keeping the connection open, as the steps do), then fib(n).
+pub fn busy_at_first(busy: usize) -> SocketAddr {
+    serve_each(move |stream| {
+        let mut writer = &stream;
+        let mut reader = BufReader::new(&stream);
+        let mut line = String::new();
+        for asked in 0.. {
+            line.clear();
+            if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                return;
+            }
+            let n: u32 = line.trim().parse().expect("the clients send numbers");
+            let answer = if asked < busy {
+                "error: busy\n".to_string()
+            } else {
+                format!("{}\n", shared::fib::fib(n))
+            };
+            if writer.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// Accepts connections forever on a free port, each handled by `handle` on its own thread.
 fn serve_each(handle: impl Fn(TcpStream) + Send + Sync + Copy + 'static) -> SocketAddr {
     let listener = loopback_listener();
