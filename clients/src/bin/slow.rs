@@ -18,7 +18,8 @@ use clients::{SlowConfig, run_slow};
 /// else. At the end (--secs, --count or Ctrl-C) it prints the mean and the longest time per
 /// request and how many were answered. When the server closes a connection (it shuts down,
 /// or times out an idle client), the run ends there: the summary is printed, then which
-/// connection the server closed and its last line (e.g. `error: idle timeout`).
+/// connection the server closed and its last line (e.g. `error: idle timeout`). An `error:
+/// busy` (the server's compute pool is full) is counted, and asked again 100 ms later.
 #[derive(Parser, Debug)]
 #[command(
     name = "slow",
