@@ -48,6 +48,7 @@ use crate::kernel_buffer::KernelBuffer;
 use crate::outbox::Outbox;
 use crate::ring::Ring;
 use crate::token::Token;
+use crate::trace;
 
 /// How many bytes of answers a connection may hold for a client that is not reading them:
 /// past this it stops submitting receives (backpressure), as step03 stopped reading.
@@ -275,7 +276,10 @@ impl Connection {
             && self.unread.is_empty()
         {
             match self.time_left(core.idle) {
-                Some(left) if left.is_zero() => self.time_out(),
+                Some(left) if left.is_zero() => {
+                    tracing::trace!("conn {key}: idle too long: error: idle timeout");
+                    self.time_out();
+                }
                 left => return self.exchange(key, left, core.ring).map(|()| Status::Open),
             }
         }
@@ -298,6 +302,7 @@ impl Connection {
                     return self.close(key, core.ring);
                 }
                 self.state = State::Lingering;
+                tracing::trace!("conn {key}: all answered: our side shut down, draining its input");
                 self.deadline.at = self.deadline.drain.map(|drain| Instant::now() + drain);
                 return self.discard(key, core.ring);
             }
@@ -422,9 +427,84 @@ impl Connection {
             unsafe { ring.push_chain(then)? };
         }
         self.recv_in_flight = true;
+        self.trace_exchange(key, chained, left);
         Ok(())
     }
     // ANCHOR_END: receive
+
+    /// `--trace`: what [`exchange`](Self::exchange) submitted, in the order the kernel runs it.
+    fn trace_exchange(&self, key: usize, chained: bool, left: Option<Duration>) {
+        if !tracing::enabled!(tracing::Level::TRACE) {
+            return;
+        }
+        if chained {
+            let sending = self.outbox.trace_sending();
+            tracing::trace!("sqe send conn {key}: {sending}, linked to the recv");
+        }
+        let after = if chained { ", after the send" } else { "" };
+        let why = if self.state == State::Lingering {
+            " (draining: its bytes are thrown away)"
+        } else {
+            ""
+        };
+        tracing::trace!("sqe recv conn {key}{after}{why}");
+        if let Some(left) = left {
+            let secs = left.as_secs_f64();
+            tracing::trace!("sqe link timeout conn {key}: {secs:.1} s, linked to the recv");
+        }
+    }
+
+    /// `--trace`: what a completion of this connection's says, before it is handled.
+    pub fn trace_completion(&self, key: usize, token: Token, result: i32) {
+        let error = || trace::errno(result);
+        match token {
+            Token::Recv(_) => {
+                let what = match (result, self.state) {
+                    (1.., _) => format!("{result} bytes"),
+                    (0, _) => "end of input".to_string(),
+                    (_, State::Reading) if result == -libc::ECANCELED => {
+                        "-ECANCELED: its link timeout fired: idle too long".to_string()
+                    }
+                    (_, State::Lingering) if result == -libc::ECANCELED => {
+                        "-ECANCELED: its link timeout fired: the drain's time is up".to_string()
+                    }
+                    _ => error(),
+                };
+                // Its send posted nothing: this completion says that it is done.
+                let send = if self.outbox.chained() && result >= 0 {
+                    " (so the send linked before it is done)"
+                } else {
+                    ""
+                };
+                tracing::trace!("cqe recv conn {key}: {what}{send}");
+            }
+            Token::Send(_) => {
+                let chain = if self.outbox.chained() {
+                    ", the linked recv cancelled with it"
+                } else {
+                    ""
+                };
+                let (from, total) = self.outbox.trace_offset();
+                let offered = total - from;
+                match result {
+                    1.. if result as usize == offered => {
+                        tracing::trace!("cqe send conn {key}: {result} bytes{chain}")
+                    }
+                    1.. => tracing::trace!(
+                        "cqe send conn {key}: {result} of {offered} bytes, resubmitting from \
+                         {}{chain}",
+                        from + result as usize
+                    ),
+                    _ => tracing::trace!("cqe send conn {key}: {}{chain}", error()),
+                }
+            }
+            Token::Cancel(_) => {
+                tracing::trace!("cqe cancel conn {key}: {}", trace::cancelled(result));
+            }
+            // Posted only when it could not be set up: see `Token::LinkTimeout`.
+            _ => tracing::trace!("cqe link timeout conn {key}: {}", error()),
+        }
+    }
 
     /// A receive into the input buffer, whose completion names this connection; linked to
     /// the operation after it when `linked`.
@@ -464,13 +544,18 @@ impl Connection {
 
     /// Submits the answers that wait, unless a send is already in flight.
     fn send_answers(&mut self, key: usize, ring: &mut Ring) -> io::Result<()> {
+        let was_in_flight = self.outbox.in_flight();
         // SAFETY: the outbox and the socket belong to this connection, which stays in the
         // slab, socket open, until this send's completion has arrived (`Status::Closed` needs
         // the outbox not `in_flight`).
         unsafe {
             self.outbox
-                .send(Fd(self.stream.as_raw_fd()), Token::Send(key).into(), ring)
+                .send(Fd(self.stream.as_raw_fd()), Token::Send(key).into(), ring)?;
         }
+        if !was_in_flight && self.outbox.in_flight() && tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!("sqe send conn {key}: {}", self.outbox.trace_sending());
+        }
+        Ok(())
     }
 
     /// Submits a receive whose bytes are thrown away (lingering), until the drain's
@@ -518,6 +603,7 @@ impl Connection {
             // SAFETY: a cancellation points to no buffer. It names the socket, which stays
             // open until this cancellation's completion has arrived (`cancels_in_flight`).
             unsafe { ring.push(&entry)? };
+            tracing::trace!("sqe cancel conn {key}: every operation on its socket");
             self.cancels_in_flight += 1;
         }
         Ok(())

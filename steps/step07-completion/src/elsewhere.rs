@@ -17,6 +17,7 @@ impl shared::Server for Server {
     type Options = NoOptions;
     const ABOUT: &'static str = "Step 7: a fib server on one thread and one io_uring \
                                  (Linux only).";
+    const TRACE_TARGETS: &'static [&'static str] = &["step07"];
 
     fn bind(_: &Config, _: &NoOptions) -> io::Result<Self> {
         Err(io::Error::new(

@@ -21,6 +21,7 @@ use crate::connection::{Connection, Core, Status};
 use crate::ring::Ring;
 use crate::shutdown;
 use crate::token::{MAX_CONNECTIONS, Token};
+use crate::trace;
 
 /// The ring's event loop: the listener, the ring, and the connections.
 #[derive(Debug)]
@@ -113,6 +114,7 @@ impl EventLoop {
     /// Only when the listener or the ring breaks; a connection's failure ends that
     /// connection.
     fn dispatch(&mut self, token: Token, result: i32) -> io::Result<()> {
+        let _dispatch = self.trace_completion(token, result);
         let key = match token {
             Token::Accept => return self.on_accepted(result),
             Token::Recv(key) | Token::Send(key) | Token::Cancel(key) => key,
@@ -139,6 +141,37 @@ impl EventLoop {
     }
     // ANCHOR_END: dispatch
 
+    /// `--trace`: says what a completion is, before it is handled (`cqe recv conn 0: 3
+    /// bytes`), and times its handling: a `dispatch` span, entered until it drops (a bar in
+    /// the timeline; for fib(40), the whole computation, on the loop's only thread).
+    fn trace_completion(&self, token: Token, result: i32) -> tracing::span::EnteredSpan {
+        if !tracing::enabled!(tracing::Level::TRACE) {
+            return tracing::Span::none().entered();
+        }
+        let dispatch = tracing::trace_span!("dispatch").entered();
+        match token {
+            Token::Recv(key) | Token::Send(key) | Token::Cancel(key) | Token::LinkTimeout(key) => {
+                self.connections[key].trace_completion(key, token, result);
+            }
+            // The connection it brings takes the slab's next key (`add_connection`).
+            Token::Accept if result >= 0 => {
+                tracing::trace!("cqe accept → conn {}", self.connections.vacant_key());
+            }
+            Token::Accept => tracing::trace!("cqe accept: {}", trace::errno(result)),
+            Token::AcceptBackoff => tracing::trace!("cqe timeout: the pause in accepting is over"),
+            Token::Shutdown => {
+                tracing::trace!("cqe msg_ring from the signal thread: shut down gracefully");
+            }
+            Token::ShutdownDeadline => {
+                tracing::trace!("cqe timeout: the grace period is over: the rest is cut");
+            }
+            Token::CancelAccept => {
+                tracing::trace!("cqe cancel accept: {}", trace::cancelled(result));
+            }
+        }
+        dispatch
+    }
+
     /// The completions that concern the loop rather than a connection.
     fn on_loop_event(&mut self, token: Token) -> io::Result<()> {
         match token {
@@ -162,6 +195,7 @@ impl EventLoop {
     /// Drops connection `key`, which closes its socket and frees its buffers: the kernel
     /// holds neither any more.
     fn remove(&mut self, key: usize) {
+        tracing::trace!("conn {key}: closed");
         self.connections.remove(key);
         if let Some(drain) = &mut self.drain {
             drain.closed();
@@ -187,6 +221,7 @@ impl EventLoop {
         // of the event loop, which cancels every operation in flight before its fields drop
         // (see `Drop for EventLoop`).
         unsafe { self.ring.push(&entry)? };
+        tracing::trace!("sqe accept");
         self.accepting = true;
         Ok(())
     }
@@ -248,6 +283,8 @@ impl EventLoop {
         let entry = opcode::Timeout::new(&self.backoff)
             .build()
             .user_data(Token::AcceptBackoff.into());
+        let secs = ACCEPT_BACKOFF.as_secs_f64();
+        tracing::trace!("sqe timeout: no accept for {secs:.1} s (out of file descriptors)");
         // SAFETY: the timeout points to `self.backoff`, a field of the event loop that owns
         // the ring; the kernel reads it when the operation is submitted, and the event loop
         // cancels everything in flight before its fields drop.
@@ -288,6 +325,8 @@ impl EventLoop {
         let entry = opcode::Timeout::new(&self.grace_timeout)
             .build()
             .user_data(Token::ShutdownDeadline.into());
+        let secs = self.grace.as_secs_f64();
+        tracing::trace!("sqe timeout: the end of the grace period, in {secs:.1} s");
         // SAFETY: points to `self.grace_timeout`, a field of the event loop (see `pause_accepting`).
         unsafe { self.ring.push(&entry) }
     }
@@ -304,6 +343,7 @@ impl EventLoop {
         // SAFETY: a cancellation points to no buffer; the accept it names is the listener's,
         // which stays open until the event loop drops.
         unsafe { self.ring.push(&entry)? };
+        tracing::trace!("sqe cancel accept");
         self.accept_cancel_in_flight = true;
         Ok(())
     }

@@ -114,6 +114,8 @@ mod server;
 pub mod shutdown;
 #[cfg(target_os = "linux")]
 pub mod token;
+#[cfg(target_os = "linux")]
+pub mod trace;
 
 #[cfg(target_os = "linux")]
 pub use server::Server;

@@ -51,6 +51,21 @@ impl Outbox {
         self.in_flight
     }
 
+    /// `--trace`: where the send in flight starts in the answers it sends, and their length.
+    pub fn trace_offset(&self) -> (usize, usize) {
+        (self.sent, self.sending.len())
+    }
+
+    /// `--trace`: what the send in flight offers the kernel: `10 bytes`, or the rest of a
+    /// partial send, `8 bytes, from 12 of 20`.
+    pub fn trace_sending(&self) -> String {
+        let rest = self.sending.len() - self.sent;
+        match self.sent {
+            0 => format!("{rest} bytes"),
+            from => format!("{rest} bytes, from {from} of {}", self.sending.len()),
+        }
+    }
+
     /// Whether the send in flight heads a chain.
     pub fn chained(&self) -> bool {
         self.in_flight && self.chained

@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
@@ -26,6 +27,8 @@ pub struct Ring {
     /// Batch waiting, when asked for ([`wait_for_batches`](Ring::wait_for_batches)): how
     /// long a wait holds out for the whole batch, where the kernel can read it.
     batch_wait: Option<Timespec>,
+    /// The same, for `--trace` to say (a `Timespec` cannot be read back).
+    batch_timeout: Duration,
     /// Operations pushed since the last wait whose completions come at once (sends that the
     /// kernel completes while submitting them).
     expected: usize,
@@ -87,6 +90,7 @@ impl Ring {
             ring,
             completions: VecDeque::new(),
             batch_wait: None,
+            batch_timeout: Duration::ZERO,
             expected: 0,
         })
     }
@@ -120,10 +124,7 @@ impl Ring {
                 return Ok(());
             }
             // Full. Submitting moves the queued entries into the kernel, emptying the queue.
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(error) => self.recover(error)?,
-            }
+            self.submit_to_make_room()?;
         }
     }
     // ANCHOR_END: push
@@ -151,10 +152,21 @@ impl Ring {
                 return Ok(());
             }
             drop(queue);
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(error) => self.recover(error)?,
-            }
+            self.submit_to_make_room()?;
+        }
+    }
+
+    /// Hands the queued entries to the kernel without waiting for anything: the queue has no
+    /// room for what comes next. (An `io_uring_enter` of its own, which a loop that pushes
+    /// fewer entries per turn than the queue holds never makes.)
+    fn submit_to_make_room(&mut self) -> io::Result<()> {
+        tracing::trace!(
+            "io_uring_enter: submit {}, no wait: the submission queue is full",
+            self.ring.submission().len()
+        );
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(error) => self.recover(error),
         }
     }
 
@@ -170,11 +182,35 @@ impl Ring {
             if let Some(completion) = self.completions.pop_front() {
                 return Ok(completion);
             }
-            match self.submit_and_wait() {
+            // `--trace`: the enter is a span (a bar in the timeline: the thread asleep in the
+            // kernel), and a line says what it submitted and what came back.
+            let enter = tracing::enabled!(tracing::Level::TRACE).then(|| self.trace_enter());
+            let entered = self.submit_and_wait();
+            if let Some(enter) = enter {
+                enter.returned(self.ring.completion().len(), entered.as_ref().err());
+            }
+            match entered {
                 Ok(_) => self.take_completions(),
                 Err(error) => self.recover(error)?,
             }
         }
+    }
+
+    /// `--trace`: what the enter about to be made submits and waits for, as a span entered
+    /// until it returns.
+    fn trace_enter(&mut self) -> TracedEnter {
+        let submit = self.ring.submission().len();
+        // What `submit_and_wait` will ask for (it takes `expected` when it does).
+        let wait = match &self.batch_wait {
+            Some(_) if self.expected > 0 => format!(
+                "wait for {} or {} ms",
+                self.expected + 1,
+                self.batch_timeout.as_millis()
+            ),
+            _ => "wait for 1".to_string(),
+        };
+        let span = tracing::trace_span!("enter", submit, wait = %wait).entered();
+        TracedEnter { span, submit, wait }
     }
 
     // ANCHOR: batch_wait
@@ -211,6 +247,7 @@ impl Ring {
     /// completions and the next one for at most `timeout` (Linux 5.11).
     pub fn wait_for_batches(&mut self, timeout: std::time::Duration) {
         self.batch_wait = Some(Timespec::from(timeout));
+        self.batch_timeout = timeout;
     }
 
     /// Says that the operation just pushed completes at once (a send to a socket with room):
@@ -232,6 +269,7 @@ impl Ring {
             // The completion queue is full and the kernel wants room before it takes more
             // submissions: move the completions out (they are handled later, in order).
             Some(libc::EBUSY) => {
+                tracing::trace!("io_uring_enter: EBUSY: the completion queue is full");
                 self.take_completions();
                 Ok(())
             }
@@ -256,6 +294,30 @@ impl Ring {
         self.ring
             .submitter()
             .register_sync_cancel(None, CancelBuilder::any())
+    }
+}
+
+/// `--trace`: an enter on its way into the kernel ([`Ring::trace_enter`]).
+struct TracedEnter {
+    span: tracing::span::EnteredSpan,
+    submit: usize,
+    wait: String,
+}
+
+impl TracedEnter {
+    /// The enter returned, with `completions` on the queue (or `error`): the span ends, and
+    /// one line says it all: `io_uring_enter: submit 2, wait for 1 → 1 completion`.
+    fn returned(self, completions: usize, error: Option<&io::Error>) {
+        drop(self.span);
+        let TracedEnter { submit, wait, .. } = self;
+        let came = match error {
+            Some(error) if error.raw_os_error() == Some(libc::EINTR) => {
+                "-EINTR: a signal came, nothing went wrong".to_string()
+            }
+            Some(error) => error.to_string(),
+            None => crate::trace::count(completions, "completion"),
+        };
+        tracing::trace!("io_uring_enter: submit {submit}, {wait} → {came}");
     }
 }
 

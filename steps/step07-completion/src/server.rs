@@ -26,6 +26,7 @@ impl shared::Server for Server {
     type Options = NoOptions;
     const ABOUT: &'static str = "Step 7: a fib server on one thread and one io_uring: \
                                  completion-based I/O.";
+    const TRACE_TARGETS: &'static [&'static str] = &["step07"];
 
     fn bind(config: &Config, _: &NoOptions) -> io::Result<Self> {
         // Closing a connection cancels its operations by file descriptor (5.19), and

@@ -29,6 +29,8 @@ pub fn notify_on_signal(rings: Vec<(Weak<OwnedFd>, u64)>) -> io::Result<()> {
     let messenger = Mutex::new(Messenger::new()?);
     shared::shutdown::on_signal(move || {
         let mut messenger = messenger.lock().unwrap_or_else(PoisonError::into_inner);
+        let to = || crate::trace::count(rings.len(), "ring");
+        tracing::trace!("msg_ring to {}: shut down gracefully", to());
         for (ring, user_data) in &rings {
             messenger.post_if_enabled(ring, 0, *user_data);
         }
