@@ -138,13 +138,14 @@ impl Answer for Offloaded {
         let value = if n < OFFLOAD_FROM_N {
             fib(n)
         } else {
+            // (`--trace` says it before the job is queued: a pool thread may start it at once.)
+            tracing::trace!(
+                "task {}: fib({n}) to the pool",
+                step04::executor::current_task()
+            );
             match self.pool.run(move || traced_fib(n)) {
                 // This task waits; the loop serves the other connections meanwhile.
-                Ok(offload) => {
-                    let task = step04::executor::current_task();
-                    tracing::trace!("task {task}: fib({n}) to the pool");
-                    offload.await?
-                }
+                Ok(offload) => offload.await?,
                 Err(Busy) => {
                     tracing::trace!("fib({n}) refused: the pool's queue is full: error: busy");
                     out.extend_from_slice(BUSY_ANSWER);
