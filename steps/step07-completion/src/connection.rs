@@ -499,7 +499,7 @@ impl Connection {
                 }
             }
             Token::Cancel(_) => {
-                tracing::trace!("cqe cancel conn {key}: {}", trace::cancelled(result));
+                tracing::trace!("cqe cancel conn {key}: {}", trace::cancelled(result, true));
             }
             // Posted only when it could not be set up: see `Token::LinkTimeout`.
             _ => tracing::trace!("cqe link timeout conn {key}: {}", error()),

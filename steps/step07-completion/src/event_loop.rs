@@ -166,7 +166,7 @@ impl EventLoop {
                 tracing::trace!("cqe timeout: the grace period is over: the rest is cut");
             }
             Token::CancelAccept => {
-                tracing::trace!("cqe cancel accept: {}", trace::cancelled(result));
+                tracing::trace!("cqe cancel accept: {}", trace::cancelled(result, false));
             }
         }
         dispatch

@@ -72,6 +72,19 @@
 //! says it drains, the client gets every answer and then the end of its stream (not a
 //! reset), and the server prints how many connections closed and exits.
 //!
+//! **Watching the loop:** `cargo run -p step07 -- --trace` prints each event of the ring on
+//! stderr as it happens; with `talk` (type `1`, then `40`) a request is a handful of lines. A
+//! submission when it is queued: `sqe recv conn 0`, `sqe send conn 0: 10 bytes, linked to the
+//! recv`, `sqe link timeout conn 0: 60.0 s`. Each `io_uring_enter` when it returns, with what
+//! it submitted, what it waited for and what came back: `submit 3, wait for 1 → 1
+//! completion`, one per request. Each completion before it is handled: `cqe recv conn 0: 3
+//! bytes (so the send linked before it is done)`, `cqe send conn 0: 12 of 20 bytes,
+//! resubmitting from 12`, and `-ECANCELED` where a link timeout or a cancellation stopped an
+//! operation. Between the `cqe recv` of a `40` and its `sqe send` the ring is silent for a
+//! third of a second: fib, inline. `--trace-file FILE.json` writes the same as a timeline
+//! (Perfetto): on `main`'s track, `enter` spans (the thread asleep in the kernel) and
+//! `dispatch` spans (one completion handled), fib(40)'s as long as the computation.
+//!
 //! **The limit:** one core. The ring is fed by one thread, so a server on an 8-core machine
 //! uses one of them for I/O and for fib alike, and one slow request blocks everyone. step08
 //! runs a ring per core with nothing shared between them, and sends fib to a pool of threads
@@ -94,7 +107,9 @@
 //! - [`messenger`] and [`shutdown`]: messages to a ring from other threads (`MSG_RING`), and
 //!   Ctrl-C posted to the ring as one;
 //! - [`ring`]: the ring itself: pushing submissions (never dropping one when the queue is
-//!   full), waiting for completions, and the clear error where io_uring is refused.
+//!   full), waiting for completions, and the clear error where io_uring is refused;
+//! - [`trace`]: how `--trace` names a completion's result (`-ECANCELED`, what a cancellation
+//!   found).
 
 #[cfg(target_os = "linux")]
 pub mod connection;

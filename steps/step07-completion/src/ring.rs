@@ -186,12 +186,14 @@ impl Ring {
             // kernel), and a line says what it submitted and what came back.
             let enter = tracing::enabled!(tracing::Level::TRACE).then(|| self.trace_enter());
             let entered = self.submit_and_wait();
-            if let Some(enter) = enter {
-                enter.returned(self.ring.completion().len(), entered.as_ref().err());
+            if entered.is_ok() {
+                self.take_completions();
             }
-            match entered {
-                Ok(_) => self.take_completions(),
-                Err(error) => self.recover(error)?,
+            if let Some(enter) = enter {
+                enter.returned(self.completions.len(), entered.as_ref().err());
+            }
+            if let Err(error) = entered {
+                self.recover(error)?;
             }
         }
     }
@@ -305,8 +307,9 @@ struct TracedEnter {
 }
 
 impl TracedEnter {
-    /// The enter returned, with `completions` on the queue (or `error`): the span ends, and
-    /// one line says it all: `io_uring_enter: submit 2, wait for 1 → 1 completion`.
+    /// The enter returned, and `completions` were taken off the queue (or it failed with
+    /// `error`): the span ends, and one line says it all: `io_uring_enter: submit 2, wait for
+    /// 1 → 1 completion`.
     fn returned(self, completions: usize, error: Option<&io::Error>) {
         drop(self.span);
         let TracedEnter { submit, wait, .. } = self;

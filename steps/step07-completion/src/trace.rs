@@ -24,13 +24,14 @@ pub fn errno(result: i32) -> String {
     format!("-{name}")
 }
 
-/// What a cancellation's `result` says: how many operations it cancelled (cancelling by
-/// socket counts them), or that it found its one, or nothing.
-pub fn cancelled(result: i32) -> String {
+/// What a cancellation's `result` says. One that cancels every operation on a socket
+/// (`by_socket`, `IORING_ASYNC_CANCEL_ALL`) counts what it cancelled; one that names an
+/// operation by its `user_data` found it (0) or not.
+pub fn cancelled(result: i32, by_socket: bool) -> String {
     match result {
+        0 if by_socket => "found nothing".to_string(),
         0 => "found it".to_string(),
-        1 => "1 operation cancelled".to_string(),
-        2.. => format!("{result} operations cancelled"),
+        1.. => count(result as usize, "operation") + " cancelled",
         _ if result == -libc::ENOENT => "-ENOENT: found nothing (it was completing)".to_string(),
         _ if result == -libc::EALREADY => "-EALREADY: found it running, ending".to_string(),
         _ => errno(result),

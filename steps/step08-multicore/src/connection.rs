@@ -29,17 +29,18 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::opcode;
 use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::{cqueue, opcode};
 use shared::fib::{OFFLOAD_FROM_N, fib};
 use shared::net::{DRAIN_TIME, report_connection_error};
 use shared::protocol::{BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, MAX_LINE};
 use shared::protocol::{ProtocolError, parse_request, write_answer, write_error};
 use step07::outbox::Outbox;
 use step07::ring::Ring;
+use step07::trace;
 
 use crate::in_order::{InOrder, OFFLOAD_LIMIT};
-use crate::pool::{Busy, ConnectionJobs, PoolHandle};
+use crate::pool::{Busy, ConnectionJobs, PoolHandle, fib_value};
 use crate::token::Token;
 
 /// How many bytes of answers a connection may hold for a client that is not reading them
@@ -118,6 +119,9 @@ pub struct Connection {
     cancels_in_flight: u32,
     /// We asked the armed receive to stop; cleared when it ends.
     recv_stopping: bool,
+    /// The cancellation in flight is closing's, of every operation on the socket, rather
+    /// than of the receive alone: its result counts them (`--trace` says so).
+    cancel_by_socket: bool,
     timer: Timer,
 }
 
@@ -157,6 +161,7 @@ impl Connection {
             recv_armed: false,
             cancels_in_flight: 0,
             recv_stopping: false,
+            cancel_by_socket: false,
             timer: Timer {
                 armed: false,
                 cancelling: false,
@@ -209,6 +214,83 @@ impl Connection {
         }
     }
 
+    /// `--trace`: what a completion of this connection's says, before it is handled.
+    pub fn trace_completion(
+        &self,
+        key: usize,
+        token: Token,
+        completion: &cqueue::Entry,
+        idle: Option<Duration>,
+    ) {
+        let (result, flags) = (completion.result(), completion.flags());
+        let error = || trace::errno(result);
+        match token {
+            Token::Recv(_) => {
+                let what = match (result, cqueue::buffer_select(flags)) {
+                    (1.., Some(buffer)) => format!("{result} bytes in buffer {buffer}"),
+                    (0, _) => "end of input".to_string(),
+                    _ if result == -libc::ENOBUFS => "-ENOBUFS: no buffer left".to_string(),
+                    _ => error(),
+                };
+                let more = if cqueue::more(flags) {
+                    "still armed"
+                } else {
+                    "the recv ends"
+                };
+                tracing::trace!("cqe recv conn {key}: {what}, {more}");
+            }
+            Token::Send(_) => {
+                let (from, total) = self.outbox.trace_offset();
+                let offered = total - from;
+                match result {
+                    1.. if result as usize == offered => {
+                        tracing::trace!("cqe send conn {key}: {result} bytes");
+                    }
+                    1.. => tracing::trace!(
+                        "cqe send conn {key}: {result} of {offered} bytes, resubmitting from {}",
+                        from + result as usize
+                    ),
+                    _ => tracing::trace!("cqe send conn {key}: {}", error()),
+                }
+            }
+            Token::Cancel(_) => {
+                let what = trace::cancelled(result, self.cancel_by_socket);
+                tracing::trace!("cqe cancel conn {key}: {what}");
+            }
+            Token::Timer(_) => {
+                let what = match (self.state, idle, self.timer.idle_since) {
+                    _ if result == -libc::ECANCELED => "-ECANCELED: cancelled",
+                    (State::Reading, _, _) if self.answers_outstanding() => {
+                        "fired: answers outstanding, not idle"
+                    }
+                    (State::Reading, Some(idle), Some(since)) if since.elapsed() >= idle => {
+                        "fired: idle too long: stop receiving, then error: idle timeout"
+                    }
+                    (State::Reading, _, _) => "fired early: a request came since, armed again",
+                    (State::Lingering, _, _) => "fired: the drain's time is up",
+                    _ => "fired",
+                };
+                tracing::trace!("cqe timeout conn {key}: {what}");
+            }
+            Token::CancelTimer(_) => {
+                let what = trace::cancelled(result, false);
+                tracing::trace!("cqe cancel timeout conn {key}: {what}");
+            }
+            Token::Fib { .. } => {
+                let value = fib_value(result, completion.user_data());
+                if self.state == State::Closing {
+                    tracing::trace!("cqe msg_ring from the pool: a fib for conn {key}, closing");
+                } else {
+                    tracing::trace!(
+                        "cqe msg_ring from the pool: fib({}) = {value} for conn {key}",
+                        fib_n(value)
+                    );
+                }
+            }
+            _ => unreachable!("the event loop traces its own completions"),
+        }
+    }
+
     /// A send completed with `result` bytes, or failed (step07's bookkeeping).
     pub fn on_sent(&mut self, result: i32) {
         if let Err(error) = self.outbox.on_sent(result) {
@@ -227,8 +309,18 @@ impl Connection {
 
     /// The pool posted fib's value for the request numbered `seq`: the answers that waited
     /// for it, and for nothing else, are ready.
-    pub fn on_fib(&mut self, seq: u8, value: u64) {
+    pub fn on_fib(&mut self, key: usize, seq: u8, value: u64) {
+        let ready = self.outbox.queue().len();
         self.in_order.on_fib(seq, value, self.outbox.queue());
+        if tracing::enabled!(tracing::Level::TRACE) && self.state != State::Closing {
+            match self.outbox.queue().len() - ready {
+                0 => tracing::trace!("conn {key}: its answer waits in line for an earlier fib"),
+                bytes => tracing::trace!(
+                    "conn {key}: {bytes} bytes of answers released in order, {} still in line",
+                    step07::trace::count(self.in_order.len(), "fib")
+                ),
+            }
+        }
     }
 
     // ANCHOR: on_timer
@@ -360,6 +452,7 @@ impl Connection {
             return Ok(());
         }
         self.state = State::Lingering;
+        tracing::trace!("conn {key}: all answered: our side shut down, draining its input");
         self.timer.drain_until = self.timer.drain.map(|drain| Instant::now() + drain);
         if self.timer.drain_until.is_some() && self.timer.armed {
             // Armed for the idle deadline, later: cancelled, and armed again for the drain.
@@ -392,7 +485,16 @@ impl Connection {
         match (wanted, self.recv_armed) {
             _ if self.cancels_in_flight > 0 => Ok(()),
             (true, false) => self.receive(key, core),
-            (false, true) => self.stop_receiving(key, core),
+            (false, true) => {
+                let why = match self.state {
+                    State::Stopping(Stop::Shutdown) => "the server shuts down",
+                    State::Stopping(Stop::Idle) => "idle too long",
+                    _ => "over its bounds (backpressure)",
+                };
+                tracing::trace!("sqe cancel recv conn {key}: {why}");
+                self.cancel_by_socket = false;
+                self.stop_receiving(key, core)
+            }
             _ => Ok(()),
         }
     }
@@ -417,7 +519,8 @@ impl Connection {
             },
             _ => return Ok(()),
         };
-        *self.timer.left = Timespec::from(deadline.saturating_duration_since(Instant::now()));
+        let left = deadline.saturating_duration_since(Instant::now());
+        *self.timer.left = Timespec::from(left);
         let entry = opcode::Timeout::new(&*self.timer.left)
             .build()
             .user_data(Token::Timer(key).into());
@@ -426,6 +529,7 @@ impl Connection {
         // completion (`armed`). Its completion names this connection, which stays in the
         // slab until then (`idle` needs the timer not `armed`).
         unsafe { core.ring.push(&entry)? };
+        tracing::trace!("sqe timeout conn {key}: {:.1} s", left.as_secs_f64());
         self.timer.armed = true;
         Ok(())
     }
@@ -442,6 +546,7 @@ impl Connection {
             // connection's, which stays in the slab until the cancellation's completion
             // (`cancelling`, see `idle`).
             unsafe { core.ring.push(&entry)? };
+            tracing::trace!("sqe cancel timeout conn {key}");
             self.timer.cancelling = true;
         }
         Ok(())
@@ -523,7 +628,12 @@ impl Connection {
             };
             lines = true;
             match request {
-                Ok(n) if n >= OFFLOAD_FROM_N => self.offload(key, n, core),
+                Ok(n) if n >= OFFLOAD_FROM_N => {
+                    self.offload(key, n, core);
+                    if self.held.is_some() {
+                        tracing::trace!("conn {key}: fib({n}) held until one of its fibs is back");
+                    }
+                }
                 Ok(n) => self.answer(|out| write_answer(out, fib(n))),
                 Err(error) => self.answer(|out| write_error(out, error)),
             }
@@ -585,6 +695,11 @@ impl Connection {
         // registered until the event loop has cancelled every operation. The socket stays
         // open until the receive's last completion (`recv_armed`, see `idle`).
         unsafe { core.ring.push(&entry)? };
+        if self.state == State::Lingering {
+            tracing::trace!("sqe recv conn {key}, multishot (draining: its bytes are thrown away)");
+        } else {
+            tracing::trace!("sqe recv conn {key}, multishot: into the ring's buffers");
+        }
         self.recv_armed = true;
         Ok(())
     }
@@ -625,6 +740,9 @@ impl Connection {
         }
         if !was_in_flight && self.outbox.in_flight() {
             core.ring.expect();
+            if tracing::enabled!(tracing::Level::TRACE) {
+                tracing::trace!("sqe send conn {key}: {}", self.outbox.trace_sending());
+            }
         }
         Ok(())
     }
@@ -644,9 +762,40 @@ impl Connection {
             // SAFETY: no buffer; it names the socket, which stays open until this
             // cancellation's completion has arrived (`cancels_in_flight`).
             unsafe { core.ring.push(&entry)? };
+            tracing::trace!("sqe cancel conn {key}: every operation on its socket");
+            self.cancel_by_socket = true;
             self.cancels_in_flight += 1;
         }
         self.cancel_timer(key, core)?;
         Ok(Status::Open)
+    }
+}
+
+/// `--trace`: the n whose fib is `value`. The pool's message carries the value, in all 64
+/// bits a completion has room for, and not n; but fib grows strictly from n = 2 on (and every
+/// n sent to the pool is larger: [`OFFLOAD_FROM_N`]), so the value names its n.
+fn fib_n(value: u64) -> u32 {
+    let (mut n, mut fib, mut next) = (0, 0u64, 1u64);
+    while fib < value {
+        (fib, next) = (next, fib.saturating_add(next));
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fib_value_names_its_n() {
+        // Counted up by addition: fib itself would take minutes to reach fib(93). From fib(3)
+        // on: fib(1) = fib(2) = 1, and below OFFLOAD_FROM_N nothing goes to the pool anyway.
+        let (mut fib, mut next) = (1u64, 2u64);
+        for n in 3..=93 {
+            (fib, next) = (next, fib.saturating_add(next));
+            assert_eq!(fib_n(fib), n, "fib({n}) = {fib}");
+        }
+        assert_eq!(fib_n(102_334_155), 40);
     }
 }

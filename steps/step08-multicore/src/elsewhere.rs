@@ -19,6 +19,7 @@ impl shared::Server for Server {
     type Options = Options;
     const ABOUT: &'static str = "Step 8: a multicore fib server on an io_uring per core \
                                  (Linux only).";
+    const TRACE_TARGETS: &'static [&'static str] = &["step08", "step07"];
 
     fn bind(_: &Config, _: &Options) -> io::Result<Self> {
         Err(io::Error::new(

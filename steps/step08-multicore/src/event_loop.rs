@@ -16,6 +16,7 @@ use shared::shutdown::Drain;
 use slab::Slab;
 use step07::event_loop::{AfterAcceptError, accept_backlog, after_accept_error};
 use step07::ring::Ring;
+use step07::trace;
 
 use crate::buffers::BufferRing;
 use crate::connection::{Connection, Core, Status};
@@ -78,7 +79,8 @@ pub struct EventLoop {
     grace_over: bool,
 }
 
-/// Serves on this thread with `ring` and `listener` until a graceful shutdown completes.
+/// Serves on this thread with `ring` and `listener`, as ring number `index`, until a
+/// graceful shutdown completes.
 ///
 /// `ring_fd` is a duplicate of the ring's descriptor, by which the pool and the signal
 /// thread post their messages to it; the event loop holds it for as long as it runs.
@@ -87,6 +89,7 @@ pub struct EventLoop {
 ///
 /// When the ring cannot be set up or fails.
 pub fn serve(
+    index: usize,
     mut ring: Ring,
     ring_fd: Arc<OwnedFd>,
     listener: TcpListener,
@@ -104,7 +107,7 @@ pub fn serve(
         listener,
         accepting: false,
         connections: Slab::new(),
-        pool: pool.handle(&ring_fd),
+        pool: pool.handle(index, &ring_fd),
         ring_fd,
         max_n: config.max_n,
         idle: config.idle(),
@@ -154,6 +157,7 @@ impl EventLoop {
     fn dispatch(&mut self, completion: &cqueue::Entry) -> io::Result<()> {
         let (result, flags) = (completion.result(), completion.flags());
         let token = Token::from(completion.user_data());
+        let _dispatch = self.trace_completion(completion);
         let key = match token {
             Token::Accept => return self.on_accepted(result, cqueue::more(flags)),
             Token::AcceptBackoff => return self.accept(),
@@ -196,7 +200,7 @@ impl EventLoop {
             Token::Timer(_) => connection.on_timer(result, self.idle),
             Token::CancelTimer(_) => connection.on_timer_cancelled(),
             Token::Fib { seq, .. } => {
-                connection.on_fib(seq, fib_value(result, completion.user_data()));
+                connection.on_fib(key, seq, fib_value(result, completion.user_data()));
             }
             _ => unreachable!("handled above"),
         }
@@ -206,8 +210,51 @@ impl EventLoop {
         Ok(())
     }
 
+    /// `--trace`: says what a completion is, before it is handled (`cqe recv conn 0: 3 bytes
+    /// in buffer 5`), and times its handling: a `dispatch` span, entered until it drops.
+    fn trace_completion(&self, completion: &cqueue::Entry) -> tracing::span::EnteredSpan {
+        if !tracing::enabled!(tracing::Level::TRACE) {
+            return tracing::Span::none().entered();
+        }
+        let dispatch = tracing::trace_span!("dispatch").entered();
+        let (result, flags) = (completion.result(), completion.flags());
+        let more = if cqueue::more(flags) {
+            "still armed"
+        } else {
+            "no longer armed"
+        };
+        match Token::from(completion.user_data()) {
+            Token::Accept if result >= 0 => {
+                // The connection it brings takes the slab's next key (`add_connection`).
+                let key = self.connections.vacant_key();
+                tracing::trace!("cqe accept → conn {key}, {more}");
+            }
+            Token::Accept => tracing::trace!("cqe accept: {}, {more}", trace::errno(result)),
+            Token::AcceptBackoff => tracing::trace!("cqe timeout: the pause in accepting is over"),
+            Token::Shutdown => {
+                tracing::trace!("cqe msg_ring from the signal thread: shut down gracefully");
+            }
+            Token::ShutdownDeadline => {
+                tracing::trace!("cqe timeout: the grace period is over: the rest is cut");
+            }
+            Token::CancelAccept => {
+                tracing::trace!("cqe cancel accept: {}", trace::cancelled(result, true));
+            }
+            token @ (Token::Recv(key)
+            | Token::Send(key)
+            | Token::Cancel(key)
+            | Token::Timer(key)
+            | Token::CancelTimer(key)
+            | Token::Fib { key, .. }) => {
+                self.connections[key].trace_completion(key, token, completion, self.idle);
+            }
+        }
+        dispatch
+    }
+
     /// Drops connection `key`, which closes its socket: nothing in flight names it any more.
     fn remove(&mut self, key: usize) {
+        tracing::trace!("conn {key}: closed");
         self.connections.remove(key);
         if let Some(drain) = &mut self.drain {
             drain.closed();
@@ -232,6 +279,7 @@ impl EventLoop {
         // SAFETY: no buffer. The listener is closed only when the event loop drops, which
         // cancels everything in flight first.
         unsafe { self.ring.push(&entry)? };
+        tracing::trace!("sqe accept, multishot");
         self.accepting = true;
         Ok(())
     }
@@ -292,6 +340,8 @@ impl EventLoop {
         let entry = opcode::Timeout::new(&self.backoff)
             .build()
             .user_data(Token::AcceptBackoff.into());
+        let secs = ACCEPT_BACKOFF.as_secs_f64();
+        tracing::trace!("sqe timeout: no accept for {secs:.1} s (out of file descriptors)");
         // SAFETY: points to `self.backoff`, a field of the event loop, which cancels
         // everything in flight before its fields drop; the kernel reads it on submission.
         unsafe { self.ring.push(&entry) }
@@ -329,6 +379,8 @@ impl EventLoop {
         let entry = opcode::Timeout::new(&self.grace_timeout)
             .build()
             .user_data(Token::ShutdownDeadline.into());
+        let secs = self.grace.as_secs_f64();
+        tracing::trace!("sqe timeout: the end of the grace period, in {secs:.1} s");
         // SAFETY: points to `self.grace_timeout`, a field of the event loop (see
         // `pause_accepting`).
         unsafe { self.ring.push(&entry) }
@@ -354,6 +406,7 @@ impl EventLoop {
         // SAFETY: a cancellation points to no buffer; the listener it names stays open
         // until the event loop drops, which cancels everything in flight first.
         unsafe { self.ring.push(&entry)? };
+        tracing::trace!("sqe cancel accept");
         self.accept_cancel_in_flight = true;
         Ok(())
     }

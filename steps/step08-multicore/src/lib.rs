@@ -94,6 +94,19 @@
 //! `chrt --batch 0 target/release/step08`: threads that do not preempt anyone when they
 //! wake take bigger batches; here 144k and 2.25M.)
 //!
+//! **Watching the loop:** `--trace` prints step07's lines (submissions, enters, completions)
+//! from every ring's thread, named in the second column, with what is new here: multishot
+//! operations that stay armed and the provided buffer each receive filled (`cqe recv conn 0:
+//! 3 bytes in buffer 1, still armed`), the batch wait (`submit 1, wait for 2 or 5 ms → 1
+//! completion`), the connections' timers, and the pool. One fib(40) crosses threads and comes
+//! back: `conn 0: fib(40) to the pool` on `ring-0`; `fib(40) done on pool-0 after 295.0 ms`
+//! and `msg_ring to ring-0: fib(40) for conn 0` on the pool thread; then on `ring-0` again
+//! `cqe msg_ring from the pool: fib(40) = 102334155 for conn 0`, the answers released in
+//! order, and their send. `--trace-file FILE.json` records it as a timeline (Perfetto), a
+//! track per ring and per pool thread: the request's completions on its ring's track, its
+//! `fib` span on a pool thread's, and the ring asleep in an `enter` span meanwhile, free for
+//! its other connections.
+//!
 //! **The limit:** none; this is the finale. What a production server would add: registered
 //! (direct) file descriptors, so the kernel skips looking sockets up on every operation;
 //! zero-copy sends for large answers; pinning each ring's thread to its core; a limit on

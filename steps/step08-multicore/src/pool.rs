@@ -23,6 +23,8 @@ use std::thread;
 use shared::fib::fib;
 use step07::messenger::Messenger;
 
+use crate::token::Token;
+
 /// One fib to compute, and where its completion goes.
 #[derive(Debug)]
 struct Job {
@@ -31,6 +33,8 @@ struct Job {
     tag: u32,
     /// The asking ring's descriptor (see [`PoolHandle::reply_to`]).
     reply_to: Weak<OwnedFd>,
+    /// The asking ring's number (its thread is `ring-N`), for `--trace`.
+    ring: usize,
     /// The asking connection's jobs.
     jobs: Arc<ConnectionJobs>,
 }
@@ -100,12 +104,14 @@ impl Pool {
         Ok(Pool { jobs, load })
     }
 
-    /// A handle for one ring to send jobs with; the results come back to `ring_fd`.
-    pub fn handle(&self, ring_fd: &Arc<OwnedFd>) -> PoolHandle {
+    /// A handle for ring number `ring` to send jobs with; the results come back to
+    /// `ring_fd`.
+    pub fn handle(&self, ring: usize, ring_fd: &Arc<OwnedFd>) -> PoolHandle {
         PoolHandle {
             jobs: self.jobs.clone(),
             load: Arc::clone(&self.load),
             reply_to: Arc::downgrade(ring_fd),
+            ring,
         }
     }
 }
@@ -119,6 +125,8 @@ pub struct PoolHandle {
     /// while the loop holds it: until then the number is that ring's, and a result finishing
     /// after the loop has ended goes nowhere (never to whatever file reuses the number).
     reply_to: Weak<OwnedFd>,
+    /// The ring's number, for `--trace`.
+    ring: usize,
 }
 
 impl PoolHandle {
@@ -139,14 +147,20 @@ impl PoolHandle {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |jobs| {
                 (jobs < limit).then_some(jobs + 1)
             })
-            .map_err(|_| Busy)?;
+            .map_err(|_| {
+                tracing::trace!("conn {}: fib({n}) refused: the pool is full", conn(tag));
+                Busy
+            })?;
         jobs.queued.fetch_add(1, Ordering::AcqRel);
         let job = Job {
             n,
             tag,
             reply_to: self.reply_to.clone(),
+            ring: self.ring,
             jobs: Arc::clone(jobs),
         };
+        // Before the job leaves: a pool thread may start on it at once.
+        tracing::trace!("conn {}: fib({n}) to the pool", conn(tag));
         // Sending fails only once every pool thread has exited, which they never do: each
         // one loops for as long as the process lives.
         let _ = self.jobs.send(job);
@@ -192,19 +206,56 @@ fn compute(waiting: &Mutex<Receiver<Job>>, load: &Load, mut messenger: Messenger
         let value = if job.jobs.abandoned.load(Ordering::Acquire) {
             0 // nobody reads it
         } else {
-            fib(std::hint::black_box(job.n))
+            traced_fib(job.n)
         };
         if ours {
             // Done: a place in the pool is free for the next job.
             load.jobs.fetch_sub(1, Ordering::AcqRel);
         }
         let (result, user_data) = fib_message(value, job.tag);
+        trace_posting(&job);
         // Delivered, however many tries it takes, unless the ring is gone: its connection
         // waits for this answer, and its shutdown for that connection.
         messenger.post(&job.reply_to, result, user_data);
     }
 }
 // ANCHOR_END: compute
+
+/// fib(n) on a pool thread; with `--trace`, a `fib` span (a bar on the pool thread's track in
+/// the timeline) and a line saying how long it took, as in step05.
+fn traced_fib(n: u32) -> u64 {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return fib(std::hint::black_box(n));
+    }
+    let started = std::time::Instant::now();
+    let value = tracing::trace_span!("fib", n).in_scope(|| fib(std::hint::black_box(n)));
+    let thread = thread::current();
+    tracing::trace!(
+        "fib({n}) done on {} after {:.1} ms",
+        thread.name().unwrap_or("a pool thread"),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    value
+}
+
+/// `--trace`: the answer to `job` is posted back to its ring, before it is (once posted, the
+/// ring may handle it before this thread says anything more).
+fn trace_posting(job: &Job) {
+    let (ring, n, conn) = (job.ring, job.n, conn(job.tag));
+    if job.jobs.abandoned.load(Ordering::Acquire) {
+        tracing::trace!("msg_ring to ring-{ring}: fib({n}) for conn {conn}, which has closed");
+    } else {
+        tracing::trace!("msg_ring to ring-{ring}: fib({n}) for conn {conn}");
+    }
+}
+
+/// `--trace`: the connection a job's `tag` names (its ring's slab key).
+fn conn(tag: u32) -> usize {
+    match Token::from(u64::from(tag)) {
+        Token::Fib { key, .. } => key,
+        token => unreachable!("a job's tag is a Token::Fib (`Connection::offload`), not {token:?}"),
+    }
+}
 
 /// The `result` and `user_data` of the completion that carries fib's `value` and `tag`.
 pub(crate) fn fib_message(value: u64, tag: u32) -> (i32, u64) {
@@ -232,7 +283,7 @@ mod tests {
                 .try_clone_to_owned()
                 .expect("dup"),
         );
-        let handle = pool.handle(&fd);
+        let handle = pool.handle(0, &fd);
         let jobs = Arc::new(ConnectionJobs::default());
         assert_eq!(handle.fib(35, 1, &jobs), Ok(()));
         assert_eq!(handle.fib(35, 2, &jobs), Ok(()));
@@ -248,7 +299,7 @@ mod tests {
                 .try_clone_to_owned()
                 .expect("dup"),
         );
-        let handle = pool.handle(&fd);
+        let handle = pool.handle(0, &fd);
         let (gone, next) = (Arc::default(), Arc::default());
         assert_eq!(handle.fib(35, 1, &gone), Ok(()));
         assert_eq!(handle.fib(35, 2, &gone), Ok(()));

@@ -42,6 +42,8 @@ impl shared::Server for Server {
     const ABOUT: &'static str = "Step 8: a multicore fib server: an io_uring per core, \
                                  nothing shared on the hot path, fib on a compute pool.";
     const COMPUTE_POOL: bool = true;
+    // step08's own events, and its ring's, which are step07's (`io_uring_enter`).
+    const TRACE_TARGETS: &'static [&'static str] = &["step08", "step07"];
 
     fn bind(config: &Config, options: &Options) -> io::Result<Self> {
         let threads = options
@@ -118,7 +120,7 @@ impl shared::Server for Server {
             thread::Builder::new()
                 .name(format!("ring-{i}"))
                 .spawn(move || {
-                    let served = event_loop::serve(ring, ring_fd, listener, &pool, &config);
+                    let served = event_loop::serve(i, ring, ring_fd, listener, &pool, &config);
                     let _ = finished.send(served);
                 })?;
         }
