@@ -6,7 +6,7 @@
 //! - `concurrent`: serves many connections at once (200 open connections all answered);
 //! - `thousands`: 2,000 concurrent connections, and an ignored 10,000-idle check
 //!   (`cargo test -p conformance -- --ignored ten_thousand`);
-//! - `fast_while_slow`: keeps answering fast requests while fib(42) computes elsewhere;
+//! - `fast_while_slow`: keeps answering fast requests while fib(44) computes elsewhere;
 //! - `out_of_fds`: keeps serving and stops spinning when accept runs out of descriptors;
 //! - `idle_timeout`: closes idle connections after `error: idle timeout`, but not one
 //!   waiting for its own fib;
