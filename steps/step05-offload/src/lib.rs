@@ -74,6 +74,7 @@ use std::rc::Rc;
 use shared::cli::{Config, NoOptions};
 use shared::fib::{OFFLOAD_FROM_N, fib};
 use shared::protocol::{self, BUSY_ANSWER, Flow, Frame, Request, write_answer};
+use shared::trace::traced_fib;
 use step04::{Answer, Settings, executor};
 
 use crate::pool::{Busy, Pool};
@@ -158,20 +159,3 @@ impl Answer for Offloaded {
     }
 }
 // ANCHOR_END: answer
-
-/// fib(n) on a pool thread; with `--trace`, a span (a bar on the thread's track in the
-/// timeline) and a line saying how long it took.
-fn traced_fib(n: u32) -> u64 {
-    if !tracing::enabled!(tracing::Level::TRACE) {
-        return fib(n);
-    }
-    let started = std::time::Instant::now();
-    let value = tracing::trace_span!("fib", n).in_scope(|| fib(n));
-    let thread = std::thread::current();
-    tracing::trace!(
-        "fib({n}) done on {} after {:.1} ms",
-        thread.name().unwrap_or("a pool thread"),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    value
-}

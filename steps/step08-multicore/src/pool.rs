@@ -20,7 +20,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 
-use shared::fib::fib;
+use shared::trace::traced_fib;
 use step07::messenger::Messenger;
 
 use crate::token::Token;
@@ -220,23 +220,6 @@ fn compute(waiting: &Mutex<Receiver<Job>>, load: &Load, mut messenger: Messenger
     }
 }
 // ANCHOR_END: compute
-
-/// fib(n) on a pool thread; with `--trace`, a `fib` span (a bar on the pool thread's track in
-/// the timeline) and a line saying how long it took, as in step05.
-fn traced_fib(n: u32) -> u64 {
-    if !tracing::enabled!(tracing::Level::TRACE) {
-        return fib(std::hint::black_box(n));
-    }
-    let started = std::time::Instant::now();
-    let value = tracing::trace_span!("fib", n).in_scope(|| fib(std::hint::black_box(n)));
-    let thread = thread::current();
-    tracing::trace!(
-        "fib({n}) done on {} after {:.1} ms",
-        thread.name().unwrap_or("a pool thread"),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    value
-}
 
 /// `--trace`: the answer to `job` is posted back to its ring, before it is (once posted, the
 /// ring may handle it before this thread says anything more).
