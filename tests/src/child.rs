@@ -101,13 +101,31 @@ impl ChildServer {
             ])
             .args(["--nocapture", "--test-threads=1", "--quiet"])
             .env(STEP_VAR, step)
-            .env(ARGS_VAR, args.join("\n"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env(ARGS_VAR, args.join("\n"));
         if let Some(nofile) = nofile {
             command.env(NOFILE_VAR, nofile.to_string());
         }
+        ChildServer::spawn(step, command)
+    }
+
+    /// Starts a step's own binary, as `cargo run -p stepNN -- ARGS` would, on a free
+    /// loopback port: for a step's own tests, which find it at `env!("CARGO_BIN_EXE_stepNN")`.
+    ///
+    /// # Panics
+    ///
+    /// When the binary cannot be started or exits before printing its address (a refused
+    /// argument, say: the panic message carries what the binary wrote on stderr).
+    pub fn start_binary(binary: &str, args: &[&str]) -> ChildServer {
+        let mut command = Command::new(binary);
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        ChildServer::spawn(binary, command)
+    }
+
+    fn spawn(step: &str, mut command: Command) -> ChildServer {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("starting the child server");
         let stdout = child.stdout.take().expect("stdout was piped");
         let stderr = child.stderr.take().expect("stderr was piped");
@@ -127,7 +145,12 @@ impl ChildServer {
                 }
                 _ => {
                     let _ = child.kill();
-                    let why: Vec<String> = stderr_lines.try_iter().collect();
+                    let _ = child.wait();
+                    // The stderr thread ends with the child: take everything it said.
+                    let mut why = Vec::new();
+                    while let Ok(line) = stderr_lines.recv_timeout(Duration::from_secs(5)) {
+                        why.push(line);
+                    }
                     panic!(
                         "the child server for {step} exited before printing its address: {}",
                         why.join("\n")

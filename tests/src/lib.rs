@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod checks;
 pub mod child;
+pub mod exercise;
 pub mod trace;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
