@@ -202,6 +202,20 @@ mod imp {
                          or allow it: `sudo sysctl kernel.perf_event_paranoid=-1` and \
                          `sudo chmod -R a+rX /sys/kernel/tracing`";
 
+    /// Why the tracepoints cannot be read, and what to run: mount tracefs (fresh machines and
+    /// containers often have it unmounted), or allow reading it.
+    pub(super) fn unreadable(error: &io::Error, mounted: bool) -> String {
+        if mounted {
+            format!("cannot read the system-call tracepoints in tracefs ({error}): {ALLOW}")
+        } else {
+            format!(
+                "tracefs is not mounted (no {}/events): mount it with `sudo mount -t tracefs \
+                 nodev /sys/kernel/tracing`; then {ALLOW}",
+                TRACEFS[0]
+            )
+        }
+    }
+
     #[derive(Debug, Clone, Copy)]
     enum Event {
         AllSyscalls,
@@ -230,7 +244,13 @@ mod imp {
     /// [`SYSCALLS`] this kernel has, and context switches.
     fn events() -> Result<Vec<(Event, Option<u64>)>, String> {
         let all = tracepoint_id("raw_syscalls/sys_enter").map_err(|error| {
-            format!("cannot read the system-call tracepoints in tracefs ({error}): {ALLOW}")
+            // `events/` exists only where tracefs is mounted (the folder itself is always
+            // there on sysfs); an error other than NotFound means it is there but not ours.
+            let mounted = TRACEFS.iter().any(|root| {
+                !matches!(std::fs::metadata(Path::new(root).join("events")),
+                          Err(e) if e.kind() == io::ErrorKind::NotFound)
+            });
+            unreadable(&error, mounted)
         })?;
         let mut events = vec![(Event::AllSyscalls, Some(all))];
         for &name in SYSCALLS {
@@ -356,6 +376,25 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unmounted_tracefs_is_named_with_the_command_that_mounts_it() {
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let why = imp::unreadable(&not_found, false);
+        assert!(why.contains("tracefs is not mounted"), "{why}");
+        assert!(
+            why.contains("sudo mount -t tracefs nodev /sys/kernel/tracing"),
+            "{why}"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let why = imp::unreadable(&denied, true);
+        assert!(
+            why.contains("sudo chmod -R a+rX /sys/kernel/tracing"),
+            "{why}"
+        );
+        assert!(!why.contains("not mounted"), "{why}");
+    }
 
     fn counts(syscalls: u64, named: &[(&str, u64)]) -> Counts {
         Counts {
