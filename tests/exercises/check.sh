@@ -40,7 +40,7 @@ fi
 rm -rf "$scratch"
 mkdir -p "$scratch"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard) |
-    (cd "$root" && xargs -0 tar -cf - --) | tar -xf - -C "$scratch"
+    (cd "$root" && xargs -0 tar -cf - --) | tar -xmf - -C "$scratch"
 git -C "$scratch" init -q
 git -C "$scratch" add -A
 git -C "$scratch" -c user.name=check -c user.email=check@localhost commit -q -m shipped
@@ -82,6 +82,13 @@ for patch in "${patches[@]}"; do
     fi
     if ! run || ! grep -q '^test result: ok. 1 passed' "$log"; then
         echo "FAIL $name: its test does not pass with the solution applied" >&2
+        tail -n 30 "$log" >&2
+        failures=$((failures + 1))
+        continue
+    fi
+    # An attendee then runs the step's whole suite: the solution must not break its build.
+    if ! (cd "$scratch" && cargo test -q -p "$step" --no-run) >"$log" 2>&1; then
+        echo "FAIL $name: with the solution applied, the step's other tests do not build" >&2
         tail -n 30 "$log" >&2
         failures=$((failures + 1))
         continue
