@@ -2,7 +2,7 @@
 //!
 //! One thread still does all the I/O, running every connection as an `async fn` task on
 //! step04's executor and reactor. What changed is where fib runs: a large `n` goes to a small
-//! pool of threads, one per core, and its answer comes back as a future whose task the pool thread
+//! pool of threads, one per core, and its answer comes back as a future whose task the pool
 //! thread wakes.
 //!
 //! **What changed since step04:** step04's loop stalled for everybody while one fib(40) ran

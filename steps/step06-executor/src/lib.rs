@@ -25,7 +25,11 @@
 //! [`answer`], with library names. The handler still reads into the shared [`LineBuffer`], so
 //! the 64-byte line limit holds as in every other step (`BufReader::read_line` would be
 //! shorter, and would buffer a line without end), and [`OFFLOAD_FROM_N`] still decides which
-//! fib goes to the pool.
+//! fib goes to the pool. One thing is missing on purpose: step04's `yield_now` after each round
+//! of answers. async-net's reads and writes are tried at once, so a client that pipelines
+//! thousands of requests keeps its task running, and under `--threads 1` every other
+//! connection waits for the whole burst: finding and fixing that is this step's exercise (its
+//! deck, "Exercise: change the code").
 //!
 //! Two differences from the hand-rolled parts are worth knowing. async-io has *one* reactor
 //! per process, not one per thread: whichever thread sits idle in `async_io::block_on` waits
