@@ -47,6 +47,16 @@
 //! every fast client stops. The fast client's requests per second collapse to the handful
 //! answered between two fib(40)s, and its latency jumps to the length of a fib(40).
 //!
+//! **What it costs:** the results table counts 8.64 system calls per request at one fast
+//! connection, against step03's 3.00. Per request: 0.95 waits, 2.85 `epoll_ctl`, 2.90 reads
+//! (the request, the read that finds the socket empty before the task waits, and
+//! `polling`'s eventfd), 1.00 write. Our reactor registers sockets oneshot, so a task that
+//! waits arms its socket again (one `epoll_ctl`, the price of "one arming, at most one
+//! event"; an edge-triggered reactor such as step03's or tokio's never re-arms), and
+//! `polling` spends the rest of each wait on its own timer and notifier
+//! (`timerfd_settime`, two `epoll_ctl`, an eventfd read).
+//! At 64 connections one wait serves many, and it drops to 2.28.
+//!
 //! **Stopping work:** on readiness, cancelling is dropping a future. A connection waits for
 //! its next bytes, its idle deadline (`--idle-timeout`) and the server's shutdown at once
 //! ([`stop::race`]); when the deadline or the shutdown comes first, the read's future is
