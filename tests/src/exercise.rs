@@ -7,10 +7,13 @@
 //! is still missing, not only that an assertion failed: every failure here starts with
 //! `still missing:` and says what to change.
 
+use std::io::{BufRead, ErrorKind};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use shared::Server;
 
+use crate::Client;
 use crate::child::ChildServer;
 
 /// Fails the exercise: `what` says what is still missing, in the attendee's terms.
@@ -83,4 +86,24 @@ fn parses(binary: &str, args: &[&str]) -> Result<(), String> {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(stderr.lines().next().unwrap_or_default().to_string())
+}
+
+/// Asks `request` on `client` and waits up to `patience` for the answer: `Ok` with the answer
+/// line, `Err` saying what came instead (`a close`, `nothing` within `patience`, or the error,
+/// such as a reset), for an exercise to turn into what is still missing.
+pub fn try_ask(client: &mut Client, request: &str, patience: Duration) -> Result<String, String> {
+    client
+        .stream()
+        .set_read_timeout(Some(patience))
+        .expect("setting a timeout on an open socket");
+    client.send(format!("{request}\n").as_bytes());
+    let mut line = String::new();
+    match client.reader_mut().read_line(&mut line) {
+        Ok(0) => Err("a close".into()),
+        Ok(_) => Ok(line.trim_end().to_string()),
+        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Err("nothing".into())
+        }
+        Err(error) => Err(error.to_string()),
+    }
 }

@@ -1,35 +1,16 @@
 //! The coding exercise of step01 (slides/step01-sync.md, "Exercise: change the code"):
 //! `--write-timeout SECS`. Its reference solution is slides/solutions/step01-write-timeout.patch.
 
-use std::io::{BufRead, ErrorKind, Write};
+use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
 use conformance::Client;
-use conformance::exercise::{missing, require, start_with_args};
+use conformance::exercise::{missing, require, start_with_args, try_ask};
 
 /// How long the second client waits for its answer: a safety net. With `--write-timeout
 /// 0.5` it comes about half a second after the first client has filled the buffers.
 const TURN: Duration = Duration::from_secs(20);
-
-/// Asks `request` on `client`; `Ok` with the answer line, `Err` with what came instead (a
-/// close, a reset, nothing within [`TURN`]).
-fn try_ask(client: &mut Client, request: &str) -> Result<String, String> {
-    client
-        .stream()
-        .set_read_timeout(Some(TURN))
-        .expect("setting a timeout on an open socket");
-    client.send(format!("{request}\n").as_bytes());
-    let mut line = String::new();
-    match client.reader_mut().read_line(&mut line) {
-        Ok(0) => Err("a close".into()),
-        Ok(_) => Ok(line.trim_end().to_string()),
-        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            Err("nothing".into())
-        }
-        Err(error) => Err(error.to_string()),
-    }
-}
 
 #[test]
 #[ignore = "exercise: see slides/step01-sync.md, Exercise: change the code"]
@@ -56,7 +37,7 @@ fn write_timeout() {
 
     // Client B connected after A, so it waits in the backlog behind A.
     let mut second = Client::connect(addr);
-    match try_ask(&mut second, "10") {
+    match try_ask(&mut second, "10", TURN) {
         Ok(answer) if answer == "55" => {}
         Ok(answer) => missing(format_args!(
             "the client after the flooding one was answered {answer:?} to `10` instead of `55`"
@@ -75,7 +56,7 @@ fn write_timeout() {
         )),
     }
     require(
-        try_ask(&mut second, "11").as_deref() == Ok("89"),
+        try_ask(&mut second, "11", TURN).as_deref() == Ok("89"),
         "the client served after the flooding one must go on being served",
     );
     drop(flooder);

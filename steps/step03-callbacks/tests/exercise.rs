@@ -1,12 +1,12 @@
 //! The coding exercise of step03 (slides/step03-callbacks.md, "Exercise: change the code"):
 //! `--max-conns N`. Its reference solution is slides/solutions/step03-max-conns.patch.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance::Client;
-use conformance::exercise::{missing, require, start_with_args};
+use conformance::exercise::{missing, require, start_with_args, try_ask};
 
 /// What a connection over the limit must be told.
 const TOO_MANY: &str = "error: too many connections";
@@ -19,25 +19,9 @@ const REFUSAL: Duration = Duration::from_secs(10);
 /// may see the new connection before the end of the closed one, and refuse it once more.
 const RETRY: Duration = Duration::from_secs(20);
 
-/// Asks `request` on `client`; `Ok` with the answer line, `Err` with what came instead (a
-/// close, a reset, nothing in [`REFUSAL`]).
-fn try_ask(client: &mut Client, request: &str) -> Result<String, String> {
-    client
-        .stream()
-        .set_read_timeout(Some(REFUSAL))
-        .expect("setting a timeout on an open socket");
-    client.send(format!("{request}\n").as_bytes());
-    let mut line = String::new();
-    match client.reader_mut().read_line(&mut line) {
-        Ok(0) => Err("a close".into()),
-        Ok(_) => Ok(line.trim_end().to_string()),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
 /// Whether `client` is served: asked `n`, it answers fib(`n`).
 fn served(client: &mut Client, n: u32) -> bool {
-    try_ask(client, &n.to_string()) == Ok(conformance::expected(n))
+    try_ask(client, &n.to_string(), REFUSAL) == Ok(conformance::expected(n))
 }
 
 #[test]
@@ -112,7 +96,7 @@ fn max_conns() {
     drop(first);
     let deadline = Instant::now() + RETRY;
     loop {
-        match try_ask(&mut Client::connect(addr), "10") {
+        match try_ask(&mut Client::connect(addr), "10", REFUSAL) {
             Ok(answer) if answer == "55" => break,
             Err(what) | Ok(what) if Instant::now() >= deadline => missing(format_args!(
                 "once one of the two connections had closed, new connections were still \
