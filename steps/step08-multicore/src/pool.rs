@@ -255,10 +255,9 @@ pub fn fib_value(result: i32, user_data: u64) -> u64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_queue_refuses_the_next_job() {
-        // One thread and a queue of one: two jobs are taken, the third is busy. fib(35)
-        // (tens of milliseconds) keeps the thread long enough for the test to be done first.
+    /// A pool of one thread with a queue of one, the ring its answers go to, and that ring's
+    /// handle on it. The pool and the ring must outlive the handle's jobs: keep all three.
+    fn one_thread_and_a_queue_of_one() -> (Pool, io_uring::IoUring, PoolHandle) {
         let pool = Pool::start(1, 1).expect("a pool");
         let ring = io_uring::IoUring::new(8).expect("a ring");
         let fd = Arc::new(
@@ -267,6 +266,14 @@ mod tests {
                 .expect("dup"),
         );
         let handle = pool.handle(0, &fd);
+        (pool, ring, handle)
+    }
+
+    #[test]
+    fn a_full_queue_refuses_the_next_job() {
+        // One thread and a queue of one: two jobs are taken, the third is busy. fib(35)
+        // (tens of milliseconds) keeps the thread long enough for the test to be done first.
+        let (_pool, _ring, handle) = one_thread_and_a_queue_of_one();
         let jobs = Arc::new(ConnectionJobs::default());
         assert_eq!(handle.fib(35, 1, &jobs), Ok(()));
         assert_eq!(handle.fib(35, 2, &jobs), Ok(()));
@@ -275,14 +282,7 @@ mod tests {
 
     #[test]
     fn abandoned_jobs_give_their_places_back_at_once() {
-        let pool = Pool::start(1, 1).expect("a pool");
-        let ring = io_uring::IoUring::new(8).expect("a ring");
-        let fd = Arc::new(
-            std::os::fd::AsFd::as_fd(&ring)
-                .try_clone_to_owned()
-                .expect("dup"),
-        );
-        let handle = pool.handle(0, &fd);
+        let (_pool, _ring, handle) = one_thread_and_a_queue_of_one();
         let (gone, next) = (Arc::default(), Arc::default());
         assert_eq!(handle.fib(35, 1, &gone), Ok(()));
         assert_eq!(handle.fib(35, 2, &gone), Ok(()));
