@@ -13,9 +13,18 @@
 # under $EXERCISES_DIR when set.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=${EXERCISES_DIR:-${CARGO_TARGET_DIR:-$root/target}/exercises}
+own_target=${CARGO_TARGET_DIR:-$root/target}
+work=${EXERCISES_DIR:-$own_target/exercises}
 scratch=$work/tree
 export CARGO_TARGET_DIR=$work/target
+# A first run seeds the scratch build directory with this tree's own debug build (as
+# `cargo test --workspace` left it): the registry crates' artifacts do not depend on where the
+# workspace is, so cargo takes them as they are and builds only the workspace's own crates.
+if [ ! -d "$CARGO_TARGET_DIR/debug" ] && [ -d "$own_target/debug/deps" ]; then
+    mkdir -p "$CARGO_TARGET_DIR/debug"
+    cp -a "$own_target/debug/deps" "$own_target/debug/build" "$own_target/debug/.fingerprint" \
+        "$CARGO_TARGET_DIR/debug/"
+fi
 # The io_uring steps' exercises must run, never skip, wherever this runs.
 export WORKBOOK_REQUIRE_IO_URING=1
 
