@@ -174,6 +174,12 @@ impl ChildServer {
         clients::table::process::cpu_time(self.child.id())
     }
 
+    /// How many threads the child has, where `/proc` tells; `None` elsewhere.
+    pub fn threads(&self) -> Option<usize> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        Some(tasks.count())
+    }
+
     /// Resident memory of the child in KiB, where `/proc` tells.
     pub fn resident_kib(&self) -> Option<u64> {
         clients::table::process::resident_kib(self.child.id())

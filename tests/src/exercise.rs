@@ -88,15 +88,20 @@ fn parses(binary: &str, args: &[&str]) -> Result<(), String> {
     Err(stderr.lines().next().unwrap_or_default().to_string())
 }
 
-/// Asks `request` on `client` and waits up to `patience` for the answer: `Ok` with the answer
-/// line, `Err` saying what came instead (`a close`, `nothing` within `patience`, or the error,
-/// such as a reset), for an exercise to turn into what is still missing.
+/// Asks `request` on `client` and waits up to `patience` for the answer: [`try_line`].
 pub fn try_ask(client: &mut Client, request: &str, patience: Duration) -> Result<String, String> {
+    client.send(format!("{request}\n").as_bytes());
+    try_line(client, patience)
+}
+
+/// Waits up to `patience` for one answer line on `client`: `Ok` with the line (without its
+/// `\n`), `Err` saying what came instead (`a close`, `nothing` within `patience`, or the
+/// error, such as a reset), for an exercise to turn into what is still missing.
+pub fn try_line(client: &mut Client, patience: Duration) -> Result<String, String> {
     client
         .stream()
         .set_read_timeout(Some(patience))
         .expect("setting a timeout on an open socket");
-    client.send(format!("{request}\n").as_bytes());
     let mut line = String::new();
     match client.reader_mut().read_line(&mut line) {
         Ok(0) => Err("a close".into()),

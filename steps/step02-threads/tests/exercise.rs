@@ -1,12 +1,11 @@
 //! The coding exercise of step02 (slides/step02-threads.md, "Exercise: change the code"):
 //! `--threads N`. Its reference solution is slides/solutions/step02-threads.patch.
 
-use std::io::{BufRead, ErrorKind};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance::Client;
-use conformance::exercise::{missing, require, start_binary_with_args};
+use conformance::exercise::{missing, require, start_binary_with_args, try_line};
 
 /// The pool the test asks for, and how many connections it opens.
 const THREADS: usize = 3;
@@ -20,53 +19,6 @@ const WATCH: Duration = Duration::from_secs(1);
 /// How long a waiting connection may take to be served once the ones before it have
 /// closed: a safety net.
 const TURN: Duration = Duration::from_secs(20);
-
-/// Reads one answer line from `client` within [`TURN`]; `Err` with what came instead.
-fn answer(client: &mut Client) -> Result<String, String> {
-    client
-        .stream()
-        .set_read_timeout(Some(TURN))
-        .expect("setting a timeout on an open socket");
-    let mut line = String::new();
-    match client.reader_mut().read_line(&mut line) {
-        Ok(0) => Err("a close".into()),
-        Ok(_) => Ok(line.trim_end().to_string()),
-        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            Err(format!("nothing in {} s", TURN.as_secs()))
-        }
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-/// How many threads the step02 process that this test started has, where `/proc` tells
-/// (elsewhere `None`): it is the child of this process whose name is `step02`.
-/// (`ChildServer` does not give out its process id.)
-#[cfg(target_os = "linux")]
-fn server_threads() -> Option<usize> {
-    let me = std::process::id().to_string();
-    let proc = std::fs::read_dir("/proc").expect("Linux has /proc");
-    for entry in proc.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `PID (COMM) STATE PPID ...`; COMM may hold spaces, so split after its `)`.
-        let Some((head, tail)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let parent = tail.split_whitespace().nth(1);
-        if head.ends_with("(step02") && parent == Some(me.as_str()) {
-            let tasks = std::fs::read_dir(entry.path().join("task"))
-                .expect("a running process has a task folder");
-            return Some(tasks.count());
-        }
-    }
-    panic!("the step02 server started by this test is not among this process's children")
-}
-
-#[cfg(not(target_os = "linux"))]
-fn server_threads() -> Option<usize> {
-    None
-}
 
 #[test]
 #[ignore = "exercise: see slides/step02-threads.md, Exercise: change the code"]
@@ -85,7 +37,7 @@ fn threads() {
     for (i, client) in clients.iter_mut().take(THREADS).enumerate() {
         client.send(b"10\n");
         require(
-            answer(client).as_deref() == Ok("55"),
+            try_line(client, TURN).as_deref() == Ok("55"),
             format_args!(
                 "with --threads {THREADS}, connection {} of the first {THREADS} was not \
                  answered: each thread of the pool must accept a connection and serve it",
@@ -101,7 +53,7 @@ fn threads() {
     // While the first ones are open, the pool is busy: no more threads, no more answers.
     let watch_until = Instant::now() + WATCH;
     while Instant::now() < watch_until {
-        if let Some(count) = server_threads() {
+        if let Some(count) = server.threads() {
             // The pool, and the main thread if it only waits for the pool.
             require(
                 count <= THREADS + 1,
@@ -128,7 +80,7 @@ fn threads() {
     let waiting = clients.split_off(THREADS);
     drop(clients);
     for (i, mut client) in waiting.into_iter().enumerate() {
-        let got = answer(&mut client);
+        let got = try_line(&mut client, TURN);
         require(
             got.as_deref() == Ok("55"),
             format_args!(

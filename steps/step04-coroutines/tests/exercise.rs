@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use conformance::exercise::{missing, start_with_args};
+use conformance::exercise::{missing, start_with_args, try_line};
 use conformance::{Client, expected};
 
 /// How long the third connection may take to be answered once a slot is free: microseconds
@@ -78,14 +78,9 @@ fn max_conns() {
 
     // One of the two closes: its task ends, and the accept loop must be woken for the third.
     drop(first);
-    third
-        .stream()
-        .set_read_timeout(Some(SLOT_PATIENCE))
-        .expect("a valid timeout");
-    let mut line = String::new();
-    match std::io::BufRead::read_line(third.reader_mut(), &mut line) {
-        Ok(1..) => {}
-        Ok(_) => missing(
+    let line = match try_line(&mut third, SLOT_PATIENCE) {
+        Ok(line) => line,
+        Err(came) if came == "a close" => missing(
             "the third connection was closed once a slot was free: it must be accepted and \
              served like the first two",
         ),
@@ -95,12 +90,8 @@ fn max_conns() {
              loop's waiting task",
             SLOT_PATIENCE.as_secs()
         )),
-    }
-    assert_eq!(
-        line.trim_end(),
-        expected(12),
-        "the third connection's answer"
-    );
+    };
+    assert_eq!(line, expected(12), "the third connection's answer");
     assert_eq!(
         second.ask("13"),
         expected(13),

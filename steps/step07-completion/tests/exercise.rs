@@ -2,10 +2,9 @@
 //! The coding exercise of step07 (slides/step07-completion.md, "Exercise: change the code"),
 //! ignored in the normal suite: `cargo test -p step07 --test exercise -- --ignored`.
 
-use std::io::BufRead;
 use std::time::Duration;
 
-use conformance::exercise::{missing, require, start_with_args};
+use conformance::exercise::{missing, require, start_with_args, try_line};
 use conformance::{Client, PATIENCE, expected};
 use step07::Server;
 
@@ -16,19 +15,7 @@ const NOT_YET: Duration = Duration::from_secs(1);
 
 /// Reads one answer line within `patience`, or fails saying `what` is missing.
 fn answer_within(client: &mut Client, patience: Duration, what: &str) -> String {
-    client
-        .stream()
-        .set_read_timeout(Some(patience))
-        .expect("setting a timeout");
-    let mut line = String::new();
-    match client.reader_mut().read_line(&mut line) {
-        Ok(1..) if line.ends_with('\n') => {
-            line.pop();
-            line
-        }
-        Ok(_) => missing(format_args!("{what} (the server closed the connection)")),
-        Err(error) => missing(format_args!("{what} (no answer: {error})")),
-    }
+    try_line(client, patience).unwrap_or_else(|came| missing(format_args!("{what} (got {came})")))
 }
 
 /// `--max-conns N`: at N open connections the loop stops accepting (it does not submit the

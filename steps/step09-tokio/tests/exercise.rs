@@ -1,8 +1,8 @@
 //! The coding exercise of step09 (slides/step09-tokio.md, "Exercise: change the code"),
 //! ignored in the normal suite: `cargo test -p step09 --test exercise -- --ignored`.
 
-use conformance::exercise::{require, start_with_args};
-use conformance::{Client, expected};
+use conformance::exercise::{require, start_with_args, try_ask};
+use conformance::{Client, PATIENCE, expected};
 use step09::Server;
 
 /// `--deadline SECS`: a request whose answer is not ready within SECS is answered
@@ -34,20 +34,17 @@ fn deadline() {
     );
 
     // The connection goes on: the next request gets its own answer, not fib(45)'s.
-    client.send(b"10\n");
-    let mut next = String::new();
-    let read = std::io::BufRead::read_line(client.reader_mut(), &mut next);
+    let next = try_ask(&mut client, "10", PATIENCE);
     require(
-        matches!(read, Ok(1..)),
+        next.is_ok(),
         "after `error: deadline exceeded` the connection was closed (or answered nothing): \
          the deadline answer must let the connection go on serving",
     );
     require(
-        next == format!("{}\n", expected(10)),
+        next == Ok(expected(10)),
         format_args!(
-            "after `error: deadline exceeded`, `10` was answered {:?} instead of `55`: \
-             write the deadline answer in the place of the fib's answer, nothing else",
-            next.trim_end()
+            "after `error: deadline exceeded`, `10` was answered {next:?} instead of `55`: \
+             write the deadline answer in the place of the fib's answer, nothing else"
         ),
     );
 }
