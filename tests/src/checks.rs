@@ -1,8 +1,10 @@
 //! Every check of the suite, as a function of the server's address. `tests/conformance.rs`
 //! turns each into a `#[test]` per step.
 
-use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -186,6 +188,41 @@ pub fn fast_while_slow(addr: SocketAddr) {
         asked.elapsed()
     );
     assert_eq!(slow.line(), expected(44));
+}
+
+/// One greedy connection does not keep the server: another client is answered while it
+/// goes on. One thread writes fib(18) requests without pause and another reads the answers,
+/// so whenever the server reads this connection, more requests are waiting: a handler that
+/// never has to wait never yields unless it chooses to. (fib(18) is computed inline in
+/// every step that offloads: `shared::fib::OFFLOAD_FROM_N` is above it.)
+pub fn greedy_client(addr: SocketAddr) {
+    const _: () = assert!(18 < shared::fib::OFFLOAD_FROM_N);
+    let greedy = Client::connect(addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (mut greedy, stop) = (greedy.stream().try_clone().unwrap(), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if greedy.write_all(&b"18\n".repeat(100)).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    // Wait until the server is busy with it, answering.
+    greedy.stream().read_exact(&mut [0; 10_000]).unwrap();
+    let reader = {
+        let greedy = greedy.stream().try_clone().unwrap();
+        thread::spawn(move || io::copy(&mut &greedy, &mut io::sink()))
+    };
+
+    // Another client is still served.
+    assert_eq!(Client::connect(addr).ask("1"), "1");
+
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    greedy.stream().shutdown(Shutdown::Both).unwrap();
+    let _ = reader.join().unwrap();
 }
 
 /// A server that runs out of file descriptors keeps serving its open connections, does not

@@ -6,6 +6,8 @@
 //! - `concurrent`: serves many connections at once (200 open connections all answered);
 //! - `thousands`: 2,000 concurrent connections, and an ignored 10,000-idle check
 //!   (`cargo test -p conformance -- --ignored ten_thousand`);
+//! - `greedy`: one connection that always has a request waiting does not keep the server
+//!   from answering another (not yet step06: making it so is step06's exercise);
 //! - `fast_while_slow`: keeps answering fast requests while fib(44) computes elsewhere;
 //! - `out_of_fds`: keeps serving and stops spinning when accept runs out of descriptors;
 //! - `idle_timeout`: closes idle connections after `error: idle timeout`, but not one
@@ -69,6 +71,10 @@ macro_rules! suite {
         #[ignore = "opens 10,000 connections: run with --ignored"]
         fn ten_thousand_idle() { checks::ten_thousand_idle(stringify!($step)) }
     };
+    (@feature $step:ident greedy) => {
+        #[test]
+        fn greedy_client() { checks::greedy_client(start()) }
+    };
     (@feature $step:ident fast_while_slow) => {
         #[test]
         fn fast_while_slow() { checks::fast_while_slow(start()) }
@@ -109,15 +115,15 @@ macro_rules! suite {
 }
 
 suite!(step01: idle_timeout);
-suite!(step02: concurrent, fast_while_slow, out_of_fds, idle_timeout);
-suite!(step03: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
-suite!(step04: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
-suite!(step05: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
+suite!(step02: greedy, concurrent, fast_while_slow, out_of_fds, idle_timeout);
+suite!(step03: greedy, concurrent, thousands, out_of_fds, idle_timeout, shutdown);
+suite!(step04: greedy, concurrent, thousands, out_of_fds, idle_timeout, shutdown);
+suite!(step05: greedy, concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
 suite!(step06: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
-suite!(step09: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
+suite!(step09: greedy, concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
 // io_uring: Linux only. Elsewhere these steps build and say they need Linux; their own
 // tests/io_uring.rs says loudly that they were not tested.
 #[cfg(target_os = "linux")]
-suite!(step07: concurrent, thousands, out_of_fds, idle_timeout, shutdown);
+suite!(step07: greedy, concurrent, thousands, out_of_fds, idle_timeout, shutdown);
 #[cfg(target_os = "linux")]
-suite!(step08: concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);
+suite!(step08: greedy, concurrent, thousands, fast_while_slow, out_of_fds, idle_timeout, shutdown, busy);

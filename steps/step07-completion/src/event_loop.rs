@@ -123,23 +123,36 @@ impl EventLoop {
         };
         // A connection leaves the slab only once nothing in flight names it, so every
         // completion still finds its connection here.
-        let connection = &mut self.connections[key];
-        let mut core = Core {
-            ring: &mut self.ring,
-            max_n: self.max_n,
-            idle: self.idle,
-        };
+        let (connection, mut core) = self.connection(key);
         match token {
             Token::Recv(_) => connection.on_received(result, &mut core),
             Token::Send(_) => connection.on_sent(result),
             _ => connection.on_cancelled(),
         }
+        self.advance(key)
+    }
+    // ANCHOR_END: dispatch
+
+    /// Connection `key`, and what it needs from the loop ([`Core`]): borrows of two
+    /// different fields, lent together.
+    fn connection(&mut self, key: usize) -> (&mut Connection, Core<'_>) {
+        let core = Core {
+            ring: &mut self.ring,
+            max_n: self.max_n,
+            idle: self.idle,
+        };
+        (&mut self.connections[key], core)
+    }
+
+    /// Lets connection `key` submit what it waits for next (`Connection::advance`), and
+    /// drops it once it has closed.
+    fn advance(&mut self, key: usize) -> io::Result<()> {
+        let (connection, mut core) = self.connection(key);
         if connection.advance(key, &mut core)? == Status::Closed {
             self.remove(key);
         }
         Ok(())
     }
-    // ANCHOR_END: dispatch
 
     /// `--trace`: says what a completion is, before it is handled (`cqe recv conn 0: 3
     /// bytes`), and times its handling: a `dispatch` span, entered until it drops (a bar in
@@ -258,15 +271,8 @@ impl EventLoop {
                 // Accepted as the shutdown began: it closes cleanly like the others.
                 connection.stop();
             }
-            let mut core = Core {
-                ring: &mut self.ring,
-                max_n: self.max_n,
-                idle: self.idle,
-            };
-            // Submits its first receive (a fresh connection is never closed at once).
-            if connection.advance(key, &mut core)? == Status::Closed {
-                self.remove(key);
-            }
+            // Submits its first receive.
+            self.advance(key)?;
         } // else dropping the stream closes it: the ring is full
         Ok(())
     }
@@ -307,20 +313,10 @@ impl EventLoop {
         for stream in accept_backlog(&self.listener) {
             self.add_connection(stream)?;
         }
-        let mut closed = Vec::new();
-        for (key, connection) in &mut self.connections {
-            connection.stop();
-            let mut core = Core {
-                ring: &mut self.ring,
-                max_n: self.max_n,
-                idle: self.idle,
-            };
-            if connection.advance(key, &mut core)? == Status::Closed {
-                closed.push(key);
-            }
-        }
-        for key in closed {
-            self.remove(key);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.connections[key].stop();
+            self.advance(key)?;
         }
         let entry = opcode::Timeout::new(&self.grace_timeout)
             .build()

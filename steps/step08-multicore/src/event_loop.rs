@@ -174,36 +174,49 @@ impl EventLoop {
             | Token::CancelTimer(key)
             | Token::Fib { key, .. } => key,
         };
-        let mut core = Core {
-            ring: &mut self.ring,
-            pool: &self.pool,
-            buffer_group: self.buffers.group(),
-            max_n: self.max_n,
-            idle: self.idle,
-        };
-        let connection = &mut self.connections[key];
+        let (connection, mut core, buffers) = self.connection(key);
         match token {
             Token::Recv(_) => {
                 let buffer = cqueue::buffer_select(flags);
                 let data = match buffer {
-                    Some(id) => self.buffers.take(id, result.max(0) as usize),
+                    Some(id) => buffers.take(id, result.max(0) as usize),
                     None => &[],
                 };
                 connection.on_received(key, result, data, cqueue::more(flags), &mut core);
                 // The bytes have been answered or copied: the buffer goes straight back.
                 if let Some(id) = buffer {
-                    self.buffers.give_back(id);
+                    buffers.give_back(id);
                 }
             }
             Token::Send(_) => connection.on_sent(result),
             Token::Cancel(_) => connection.on_cancelled(),
-            Token::Timer(_) => connection.on_timer(result, self.idle),
+            Token::Timer(_) => connection.on_timer(result, core.idle),
             Token::CancelTimer(_) => connection.on_timer_cancelled(),
             Token::Fib { seq, .. } => {
                 connection.on_fib(key, seq, fib_value(result, completion.user_data()));
             }
             _ => unreachable!("handled above"),
         }
+        self.advance(key)
+    }
+
+    /// Connection `key`, what it needs from the loop ([`Core`]), and the provided buffers
+    /// its receives fill: borrows of different fields, lent together.
+    fn connection(&mut self, key: usize) -> (&mut Connection, Core<'_>, &mut BufferRing) {
+        let core = Core {
+            ring: &mut self.ring,
+            pool: &self.pool,
+            buffer_group: self.buffers.group(),
+            max_n: self.max_n,
+            idle: self.idle,
+        };
+        (&mut self.connections[key], core, &mut self.buffers)
+    }
+
+    /// Lets connection `key` submit what it waits for next (step07's `advance`), and drops
+    /// it once it has closed.
+    fn advance(&mut self, key: usize) -> io::Result<()> {
+        let (connection, mut core, _) = self.connection(key);
         if connection.advance(key, &mut core)? == Status::Closed {
             self.remove(key);
         }
@@ -320,18 +333,8 @@ impl EventLoop {
             // Accepted as the shutdown began: it closes cleanly like the others.
             connection.stop();
         }
-        let mut core = Core {
-            ring: &mut self.ring,
-            pool: &self.pool,
-            buffer_group: self.buffers.group(),
-            max_n: self.max_n,
-            idle: self.idle,
-        };
         // Arms its receive (and its timer).
-        if connection.advance(key, &mut core)? == Status::Closed {
-            self.remove(key);
-        }
-        Ok(())
+        self.advance(key)
     }
 
     /// Out of file descriptors (or anything step07's `after_accept_error` says to wait
@@ -359,22 +362,10 @@ impl EventLoop {
         for stream in accept_backlog(&self.listener) {
             self.add_connection(stream)?;
         }
-        let mut closed = Vec::new();
-        for (key, connection) in &mut self.connections {
-            connection.stop();
-            let mut core = Core {
-                ring: &mut self.ring,
-                pool: &self.pool,
-                buffer_group: self.buffers.group(),
-                max_n: self.max_n,
-                idle: self.idle,
-            };
-            if connection.advance(key, &mut core)? == Status::Closed {
-                closed.push(key);
-            }
-        }
-        for key in closed {
-            self.remove(key);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.connections[key].stop();
+            self.advance(key)?;
         }
         let entry = opcode::Timeout::new(&self.grace_timeout)
             .build()
