@@ -4,7 +4,7 @@
 //! The executor polls a task only when it has been woken, so a thousand idle connections cost
 //! nothing per turn. A task that cannot go on (its socket is not ready) returns `Pending`
 //! after leaving a [`Waker`] with whoever will know when it can: the reactor for sockets and
-//! timers, a worker thread in step05. Calling the waker puts the task back in the run queue.
+//! timers, a pool thread in step05. Calling the waker puts the task back in the run queue.
 //!
 //! Everything here runs on one thread, so tasks need not be `Send` and the executor keeps
 //! them in plain `RefCell`s. Only the waker crosses threads: it holds an `Arc` to a queue of
@@ -135,7 +135,7 @@ struct Task {
 /// What a task's [`Waker`] points at: which task, and the queue to put it in.
 ///
 /// `std::task::Wake` turns an `Arc` of this into a `Waker` with no unsafe code. The `Arc`
-/// makes the waker `Send + Sync`, so a worker thread (step05) can wake a task.
+/// makes the waker `Send + Sync`, so a pool thread (step05) can wake a task.
 struct TaskHandle {
     id: TaskId,
     /// Whether the task is in the run queue already: a task woken ten times before it runs
