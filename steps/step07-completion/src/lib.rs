@@ -66,7 +66,9 @@
 //! step03 made an `epoll_wait`, a `read` and a `write` per request, this step makes about one
 //! `io_uring_enter` per turn of the loop, however many clients that turn served: the results
 //! table counts 1.00 system call per request at one fast connection (the answer's send is
-//! linked to the next receive, so one enter submits both and waits), 0.05 at 64. Pipelined
+//! linked to the next receive, so one enter submits both and waits), 0.05 at 64 in the
+//! committed run (0.04–0.36 between runs: a loop that keeps up with its clients enters for a
+//! few requests, one that falls behind for dozens; the README's costs section). Pipelined
 //! clients (`--depth 16`) get all their answers from one send. Then start the slow client:
 //! the fast clients stall, exactly as in step03. fib runs on the ring's only thread, inline,
 //! and while it computes fib(40) no completion of anyone else is looked at. Completions made
