@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use shared::fib::OFFLOAD_FROM_N;
 use shared::protocol::{MAX_LINE, ProtocolError};
 
 use crate::child::ChildServer;
@@ -126,6 +127,39 @@ pub fn half_close(addr: SocketAddr) {
     assert_eq!(client.read_to_close(), format!("1\n1\n{}\n", expected(10)));
 }
 
+/// Answers keep the order of the requests when some are computed elsewhere (from
+/// [`OFFLOAD_FROM_N`] up, the steps that offload send them to a pool), the errors of bad
+/// lines included, and a half-close still gets every one of them.
+pub fn in_order_across_offload(addr: SocketAddr) {
+    const _: () = assert!(3 < OFFLOAD_FROM_N);
+    let (big, bigger) = (OFFLOAD_FROM_N + 5, OFFLOAD_FROM_N + 10);
+    let mut client = Client::connect(addr);
+    client.send(format!("{big}\n3\n{bigger}\nabc\n7").as_bytes());
+    client.half_close();
+    assert_eq!(
+        client.read_to_close(),
+        format!(
+            "{}\n2\n{}\nerror: not a number\n",
+            expected(big),
+            expected(bigger)
+        )
+    );
+}
+
+/// A line too long right behind a request that may be on a pool: that request is answered
+/// first, then the error, then the server closes.
+pub fn line_too_long_after_offloaded(addr: SocketAddr) {
+    let big = OFFLOAD_FROM_N + 8;
+    let mut client = Client::connect(addr);
+    let mut input = format!("{big}\n").into_bytes();
+    input.extend_from_slice(&[b'7'; 10_000]);
+    client.send(&input);
+    assert_eq!(
+        client.read_to_close(),
+        format!("{}\nerror: line too long\n", expected(big))
+    );
+}
+
 /// 200 clients leave rudely (mid-request, by reset, before reading their answer); the
 /// server still answers the next client.
 pub fn vanishing_clients(addr: SocketAddr) {
@@ -196,7 +230,7 @@ pub fn fast_while_slow(addr: SocketAddr) {
 /// never has to wait never yields unless it chooses to. (fib(18) is computed inline in
 /// every step that offloads: `shared::fib::OFFLOAD_FROM_N` is above it.)
 pub fn greedy_client(addr: SocketAddr) {
-    const _: () = assert!(18 < shared::fib::OFFLOAD_FROM_N);
+    const _: () = assert!(18 < OFFLOAD_FROM_N);
     let greedy = Client::connect(addr);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -46,6 +46,10 @@ macro_rules! suite {
             fn half_close() { checks::half_close(start()) }
             #[test]
             fn vanishing_clients() { checks::vanishing_clients(start()) }
+            #[test]
+            fn in_order_across_offload() { checks::in_order_across_offload(start()) }
+            #[test]
+            fn line_too_long_after_offloaded() { checks::line_too_long_after_offloaded(start()) }
 
             /// Not a check: the entry point of the child process that `out_of_fds` and
             /// `ten_thousand_idle` start (see `conformance::child`). It returns at once
