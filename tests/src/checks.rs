@@ -235,9 +235,10 @@ pub fn greedy_client(addr: SocketAddr) {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (mut greedy, stop) = (greedy.stream().try_clone().unwrap(), Arc::clone(&stop));
+        let requests = b"18\n".repeat(100);
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if greedy.write_all(&b"18\n".repeat(100)).is_err() {
+                if greedy.write_all(&requests).is_err() {
                     break;
                 }
             }
