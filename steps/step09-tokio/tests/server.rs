@@ -29,7 +29,9 @@ fn the_protocol_checks_pass_with_the_executor_on_four_threads() {
     checks::half_close(addr);
     checks::vanishing_clients(addr);
     checks::concurrent_connections(addr, 200);
-    checks::fast_while_slow(addr);
+    // On a server of its own: the vanished clients' fib(25)s may still fill the pool's queue
+    // here, and fib(44) would be refused `error: busy` (seen once in a full suite).
+    checks::fast_while_slow(start(Some(4)));
 }
 
 #[test]
