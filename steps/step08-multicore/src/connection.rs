@@ -33,8 +33,8 @@ use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode};
 use shared::fib::{OFFLOAD_FROM_N, fib};
 use shared::net::{DRAIN_TIME, report_connection_error};
-use shared::protocol::{BUSY_ANSWER, Flow, Frame, IDLE_TIMEOUT_ANSWER, LineBuffer, MAX_LINE};
-use shared::protocol::{ProtocolError, parse_request, write_answer, write_error};
+use shared::protocol::{BUSY_ANSWER, Flow, IDLE_TIMEOUT_ANSWER, LineBuffer, MAX_LINE};
+use shared::protocol::{Request, request, write_answer};
 use step07::outbox::Outbox;
 use step07::ring::Ring;
 use step07::trace;
@@ -617,25 +617,29 @@ impl Connection {
         let mut lines = false;
         let mut flow = Flow::Continue;
         while !self.paused() {
-            let request = match self.requests.next_frame() {
-                None => break,
-                Some(Frame::Line(line)) => parse_request(line, core.max_n),
-                Some(Frame::TooLong) => {
-                    self.answer(|out| write_error(out, ProtocolError::LineTooLong));
-                    flow = Flow::Close;
-                    break;
-                }
+            let Some(frame) = self.requests.next_frame() else {
+                break;
             };
+            // A bad line's error is written at once, in its place in line; a fib is
+            // computed below, here or on the pool.
+            let mut asked = Request::Answered(Flow::Continue);
+            self.in_order.answer(self.outbox.queue(), |out| {
+                asked = request(frame, core.max_n, out);
+            });
+            if let Request::Answered(Flow::Close) = asked {
+                flow = Flow::Close; // a line too long: nothing after it is framed
+                break;
+            }
             lines = true;
-            match request {
-                Ok(n) if n >= OFFLOAD_FROM_N => {
+            match asked {
+                Request::Fib(n) if n >= OFFLOAD_FROM_N => {
                     self.offload(key, n, core);
                     if self.held.is_some() {
                         tracing::trace!("conn {key}: fib({n}) held until one of its fibs is back");
                     }
                 }
-                Ok(n) => self.answer(|out| write_answer(out, fib(n))),
-                Err(error) => self.answer(|out| write_error(out, error)),
+                Request::Fib(n) => self.answer(|out| write_answer(out, fib(n))),
+                Request::Answered(_) => {} // its error is written already
             }
         }
         if lines && core.idle.is_some() {
