@@ -622,10 +622,9 @@ impl Connection {
             };
             // A bad line's error is written at once, in its place in line; a fib is
             // computed below, here or on the pool.
-            let mut asked = Request::Answered(Flow::Continue);
-            self.in_order.answer(self.outbox.queue(), |out| {
-                asked = request(frame, core.max_n, out);
-            });
+            let asked = self
+                .in_order
+                .answer(self.outbox.queue(), |out| request(frame, core.max_n, out));
             if let Request::Answered(Flow::Close) = asked {
                 flow = Flow::Close; // a line too long: nothing after it is framed
                 break;

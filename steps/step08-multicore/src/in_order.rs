@@ -53,12 +53,14 @@ pub struct InOrder {
 impl InOrder {
     /// Writes an answer after every answer before it: straight to `ready` (the answers that
     /// may go out now) when no fib is in line, otherwise behind the last fib in line.
-    pub fn answer(&mut self, ready: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Returns what `write` returns.
+    pub fn answer<R>(&mut self, ready: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         match self.waiting.back_mut() {
             Some(last) => {
                 let before = last.then.len();
-                write(&mut last.then);
+                let written = write(&mut last.then);
                 self.bytes += last.then.len() - before;
+                written
             }
             None => write(ready),
         }
